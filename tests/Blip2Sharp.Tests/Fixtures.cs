@@ -21,6 +21,11 @@ public static class Fixtures
         return f.Entries.ToDictionary(e => e.Name, e => f.ReadTensor(e.Name));
     }
 
+    /// <summary>Same dtype, shape and bytes.</summary>
+    public static bool SameBits(Tensor a, Tensor b) =>
+        a.dtype == b.dtype && a.shape.SequenceEqual(b.shape)
+        && a.contiguous().bytes.SequenceEqual(b.contiguous().bytes);
+
     public static string TempDir()
     {
         string d = Path.Combine(Path.GetTempPath(), "blip2sharp-tests", Guid.NewGuid().ToString("N"));

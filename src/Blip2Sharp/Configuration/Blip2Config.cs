@@ -35,6 +35,8 @@ public sealed record Blip2Config
 
     public static Blip2Config FromJson(JsonObject json, string where, ConfigWarnings warnings)
     {
+        if (json["model_type"] is null)
+            throw new InvalidConfigException($"{where}: lacks 'model_type'; a BLIP-2 checkpoint's config.json has \"model_type\": \"blip-2\".");
         var root = ConfigJson.Bind<Blip2Config>(json, where, warnings,
             ["vision_config", "qformer_config", "text_config", .. ConfigJson.PretrainedConfigKeys]);
         if (root.ModelType != "blip-2")
