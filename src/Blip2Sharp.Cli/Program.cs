@@ -1,1 +1,3 @@
-return 0;
+using Blip2Sharp.Cli;
+
+return Blip2Cli.Run(args);

@@ -1,0 +1,63 @@
+using Blip2Sharp.Cli.Commands;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Blip2Sharp.Cli;
+
+/// <summary>The `blip2` command line: parsing, dispatch, and one-line errors with a non-zero exit code.</summary>
+public static class Blip2Cli
+{
+    /// <summary>Exit code for bad input (files, images, checkpoints); 2 is for command-line usage errors.</summary>
+    public const int InputError = 1;
+    public const int UsageError = 2;
+
+    public static int Run(string[] args)
+    {
+        var app = new CommandApp();
+        app.Configure(c =>
+        {
+            c.SetApplicationName("blip2");
+            c.Settings.StrictParsing = true;
+            c.PropagateExceptions();
+            c.AddCommand<InspectCommand>("inspect")
+                .WithDescription("Show what a checkpoint folder holds: architecture, sizes, parameter counts, dtypes, tokenizer, and what is missing.")
+                .WithExample("inspect", "models/blip2-opt-2.7b")
+                .WithExample("inspect", "models/blip2-opt-2.7b", "--json");
+            c.AddCommand<PreprocessCommand>("preprocess")
+                .WithDescription("Turn images into the pixel_values tensor the model sees (PIL-exact bicubic resize, CLIP normalisation) and save it as safetensors.")
+                .WithExample("preprocess", "photo.jpg", "--model", "models/blip2-opt-2.7b", "--out", "pixels.safetensors")
+                .WithExample("preprocess", "a.png", "b.png", "--size", "224", "--out", "pixels.safetensors");
+        });
+        try
+        {
+            return app.Run(args);
+        }
+        catch (CommandParseException e)
+        {
+            return Fail(e.Message, UsageError);
+        }
+        catch (CommandRuntimeException e)
+        {
+            return Fail(e.Message, UsageError);
+        }
+        catch (Exception e) when (e is Blip2Exception or IOException or UnauthorizedAccessException or ArgumentException or KeyNotFoundException)
+        {
+            return Fail(e.Message, InputError);
+        }
+    }
+
+    private static int Fail(string message, int code)
+    {
+        Console.Error.WriteLine($"blip2: error: {message.ReplaceLineEndings(" ")}");
+        return code;
+    }
+
+    /// <summary>Writes text to standard output verbatim (no markup interpretation).</summary>
+    public static void Out(string text) => Console.Out.WriteLine(text);
+
+    /// <summary>A warning on standard error, so that --json output stays parseable.</summary>
+    public static void Warn(string text) => Console.Error.WriteLine($"blip2: warning: {text}");
+
+    /// <summary>Spectre console bound to standard error, for tables and progress meant for a person.</summary>
+    public static IAnsiConsole Human { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
+}
