@@ -1,0 +1,70 @@
+using static TorchSharp.torch;
+
+namespace Blip2Sharp.Modeling;
+
+/// <summary>
+/// Keys and values of one attention layer in buffers allocated once for the whole generation ([B, H, capacity,
+/// Dh]), filled in place: no growing concatenation per token.
+/// </summary>
+public sealed class LayerKvCache : IDisposable
+{
+    private Tensor? _keys, _values;
+    private readonly long _capacity;
+
+    public long Length { get; private set; }
+
+    public LayerKvCache(long capacity) => _capacity = capacity;
+
+    /// <summary>Writes k, v [B, H, T, Dh] after the cached positions; returns views of every cached position.</summary>
+    public (Tensor Keys, Tensor Values) Append(Tensor k, Tensor v)
+    {
+        long t = k.shape[2];
+        if (_keys is null)
+        {
+            _keys = empty([k.shape[0], k.shape[1], _capacity, k.shape[3]], k.dtype, k.device);
+            _values = empty([v.shape[0], v.shape[1], _capacity, v.shape[3]], v.dtype, v.device);
+            _keys.DetachFromDisposeScope();
+            _values.DetachFromDisposeScope();
+        }
+        if (Length + t > _capacity) throw new InvalidOperationException($"KV cache full: {Length} + {t} > {_capacity} positions.");
+        _keys.narrow(2, Length, t).copy_(k);
+        _values!.narrow(2, Length, t).copy_(v);
+        Length += t;
+        return (_keys.narrow(2, 0, Length), _values.narrow(2, 0, Length));
+    }
+
+    /// <summary>Keeps only the rows in <paramref name="index"/> (beam search reordering), in place.</summary>
+    public void Reorder(Tensor index)
+    {
+        if (_keys is null) return;
+        using var scope = NewDisposeScope();
+        var k = _keys.index_select(0, index);
+        var v = _values!.index_select(0, index);
+        _keys.copy_(k);
+        _values.copy_(v);
+    }
+
+    public void Dispose()
+    {
+        _keys?.Dispose();
+        _values?.Dispose();
+    }
+}
+
+/// <summary>One <see cref="LayerKvCache"/> per decoder layer.</summary>
+public sealed class KvCache(int layers, long capacity) : IDisposable
+{
+    public LayerKvCache[] Layers { get; } = [.. Enumerable.Range(0, layers).Select(_ => new LayerKvCache(capacity))];
+
+    public long Length => Layers[0].Length;
+
+    public void Reorder(Tensor index)
+    {
+        foreach (var l in Layers) l.Reorder(index);
+    }
+
+    public void Dispose()
+    {
+        foreach (var l in Layers) l.Dispose();
+    }
+}

@@ -1,0 +1,69 @@
+using Blip2Sharp.Configuration;
+using Blip2Sharp.Modeling.Layers;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Blip2Sharp.Modeling.Opt;
+
+/// <summary>
+/// OPTDecoder: token embeddings (no scaling), learned positions, optional project_in/out (when
+/// word_embed_proj_dim ≠ hidden_size), the layers, and a final LayerNorm for pre-LN models.
+/// </summary>
+public sealed class OptDecoder : nn.Module
+{
+    [ComponentName(Name = "embed_tokens")] private readonly Embedding _embedTokens;
+    [ComponentName(Name = "embed_positions")] private readonly OptLearnedPositionalEmbedding _embedPositions;
+    [ComponentName(Name = "project_out")] private readonly Linear? _projectOut;
+    [ComponentName(Name = "project_in")] private readonly Linear? _projectIn;
+    [ComponentName(Name = "final_layer_norm")] private readonly LayerNorm? _finalLayerNorm;
+    [ComponentName(Name = "layers")] private readonly TorchSharp.Modules.ModuleList<OptDecoderLayer> _layers;
+    private readonly double _dropout;
+
+    public OptDecoder(OptConfig c, ModelOptions o) : base(nameof(OptDecoder))
+    {
+        _embedTokens = new Embedding(c.VocabSize, c.WordEmbedProjDim, o);
+        _embedPositions = new OptLearnedPositionalEmbedding(c.MaxPositionEmbeddings, c.HiddenSize, o);
+        if (c.WordEmbedProjDim != c.HiddenSize)
+        {
+            _projectOut = new Linear(c.HiddenSize, c.WordEmbedProjDim, false, o);
+            _projectIn = new Linear(c.WordEmbedProjDim, c.HiddenSize, false, o);
+        }
+        // Only pre-LN models (and not the ones converted with _remove_final_layer_norm) have the final LayerNorm.
+        if (c.DoLayerNormBefore && !c.RemoveFinalLayerNorm) _finalLayerNorm = new LayerNorm(c.HiddenSize, 1e-5, o);
+        _layers = new TorchSharp.Modules.ModuleList<OptDecoderLayer>([.. Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new OptDecoderLayer(c, o))]);
+        _dropout = c.Dropout;
+        RegisterComponents();
+    }
+
+    public Embedding EmbedTokens => _embedTokens;
+    public int NumLayers => _layers.Count;
+
+    public (Tensor Hidden, List<Tensor>? States) Forward(Tensor inputsEmbeds, Tensor attentionMask, KvCache? cache, bool outputHiddenStates)
+    {
+        using var scope = NewDisposeScope();
+        long t = inputsEmbeds.shape[1];
+        long past = cache?.Length ?? 0;
+        if (attentionMask.shape[1] != past + t)
+            throw new ArgumentException($"attention_mask covers {attentionMask.shape[1]} positions, expected {past + t}.");
+        // OPT's positions come from the mask, so left padding does not shift them: cumsum(mask)·mask − 1.
+        var mask = attentionMask.to(ScalarType.Int64);
+        var positions = (mask.cumsum(1) * mask - 1)[.., (int)past..];           // [B, T]
+        var h = inputsEmbeds;
+        if (_projectIn is not null) h = _projectIn.forward(h);
+        h = h + _embedPositions.forward(positions);
+        h = F.dropout(h, _dropout, training);
+        var causal = AttentionMasks.CausalWithPadding(attentionMask, t, h.dtype); // [B, 1, T, S]
+
+        var states = outputHiddenStates ? new List<Tensor>() : null;
+        for (int i = 0; i < _layers.Count; i++)
+        {
+            states?.Add(h);
+            h = _layers[i].Forward(h, causal, cache?.Layers[i]);
+        }
+        if (_finalLayerNorm is not null) h = _finalLayerNorm.forward(h);
+        if (_projectOut is not null) h = _projectOut.forward(h);
+        states?.Add(h);
+        return (h.MoveToOuterDisposeScope(), states?.Select(s => s.MoveToOuterDisposeScope()).ToList());
+    }
+}
