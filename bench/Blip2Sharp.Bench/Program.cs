@@ -1,3 +1,64 @@
-// Benchmarks of the real-size architectures come with the network (see the issues); this entry point lists them.
-Console.WriteLine("Blip2Sharp benchmarks: none yet.");
+using System.Diagnostics;
+using System.Text.Json;
+using Blip2Sharp.Configuration;
+using Blip2Sharp.Modeling;
+using static TorchSharp.torch;
+
+// Blip2Sharp benchmarks on real-size architectures with random weights (nothing is downloaded).
+//   forward CONFIG_DIR [--image-size N] [--threads N]: build, one 224 px image through the whole model, timings + peak RSS.
+if (args.Length < 2 || args[0] != "forward")
+{
+    Console.Error.WriteLine("usage: Blip2Sharp.Bench forward CONFIG_DIR [--threads N]");
+    return 2;
+}
+string dir = args[1];
+int threads = args.SkipWhile(a => a != "--threads").Skip(1).Select(int.Parse).FirstOrDefault(Environment.ProcessorCount);
+set_num_threads(threads);
+
+var results = new Dictionary<string, object>();
+var config = Blip2Config.Load(dir, new ConfigWarnings());
+var sw = Stopwatch.StartNew();
+using var model = new Blip2ForConditionalGeneration(config, ModelOptions.Cpu);
+results["build_s"] = sw.Elapsed.TotalSeconds;
+sw.Restart();
+ModelInit.Randomize(model, seed: 0);
+model.eval();
+results["random_init_s"] = sw.Elapsed.TotalSeconds;
+long parameters = model.parameters().Sum(p => p.numel());
+results["parameters"] = parameters;
+results["weights_gb"] = parameters * 4 / 1e9;
+
+int size = config.VisionConfig.ImageSize, q = config.NumQueryTokens;
+var gen = new Generator(1);
+using var pixels = randn([1, 3, size, size], generator: gen);
+// [<image> × Q] + "</s>" + a 10-token prompt, as the processor builds it.
+var ids = Enumerable.Repeat((long)(config.ImageTokenIndex ?? 0), config.ImageTokenIndex is null ? 0 : q)
+    .Concat([2L]).Concat(Enumerable.Range(100, 10).Select(i => (long)i)).ToArray();
+using var inputIds = tensor(ids).unsqueeze(0);
+using (inference_mode())
+{
+    for (int rep = 0; rep < 2; rep++)
+    {
+        sw.Restart();
+        using var vision = model.GetImageFeatures(pixels);
+        double visionS = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+        using var output = model.Forward(pixels, inputIds);
+        double forwardS = sw.Elapsed.TotalSeconds;
+        results[$"run{rep}_vision_s"] = visionS;
+        results[$"run{rep}_full_forward_s"] = forwardS;
+        results["logits_shape"] = string.Join("x", output.Logits.shape);
+        results["logits_finite"] = output.Logits.isfinite().all().item<bool>();
+    }
+}
+results["peak_rss_gb"] = PeakRssGb();
+results["threads"] = threads;
+Console.WriteLine(JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
 return 0;
+
+static double PeakRssGb()
+{
+    foreach (var line in File.ReadLines("/proc/self/status"))
+        if (line.StartsWith("VmHWM:")) return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) / 1e6;
+    return double.NaN;
+}

@@ -23,6 +23,9 @@ public static class Blip2Cli
                 .WithDescription("Show what a checkpoint folder holds: architecture, sizes, parameter counts, dtypes, tokenizer, and what is missing.")
                 .WithExample("inspect", "models/blip2-opt-2.7b")
                 .WithExample("inspect", "models/blip2-opt-2.7b", "--json");
+            c.AddCommand<DumpCommand>("dump")
+                .WithDescription("Run a checkpoint on input tensors and write every output under the golden fixtures' names, to diff against Python.")
+                .WithExample("dump", "--model", "models/blip2-opt-2.7b", "--inputs", "inputs.safetensors", "--out", "outputs.safetensors");
             c.AddCommand<PreprocessCommand>("preprocess")
                 .WithDescription("Turn images into the pixel_values tensor the model sees (PIL-exact bicubic resize, CLIP normalisation) and save it as safetensors.")
                 .WithExample("preprocess", "photo.jpg", "--model", "models/blip2-opt-2.7b", "--out", "pixels.safetensors")
