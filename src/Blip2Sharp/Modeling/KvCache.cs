@@ -33,15 +33,18 @@ public sealed class LayerKvCache : IDisposable
         return (_keys.narrow(2, 0, Length), _values.narrow(2, 0, Length));
     }
 
-    /// <summary>Keeps only the rows in <paramref name="index"/> (beam search reordering), in place.</summary>
+    /// <summary>Rows in the order of <paramref name="index"/> (beam search: reorder, or expand one row per beam).</summary>
     public void Reorder(Tensor index)
     {
         if (_keys is null) return;
-        using var scope = NewDisposeScope();
         var k = _keys.index_select(0, index);
         var v = _values!.index_select(0, index);
-        _keys.copy_(k);
-        _values.copy_(v);
+        k.DetachFromDisposeScope();
+        v.DetachFromDisposeScope();
+        _keys.Dispose();
+        _values.Dispose();
+        _keys = k;
+        _values = v;
     }
 
     public void Dispose()

@@ -51,7 +51,7 @@ public sealed class OptForCausalLM : nn.Module
     {
         using var scope = NewDisposeScope();
         var (h, states) = _model.Decoder.Forward(inputsEmbeds, attentionMask, cache, outputHiddenStates);
-        if (lastOnly) h = h[.., -1.., ..];
+        if (lastOnly) h = h[.., ^1.., ..];
         var logits = F.linear(h, _model.Decoder.EmbedTokens.Weight); // tied lm_head, no bias
         return new CausalLMOutput(logits.MoveToOuterDisposeScope(), states?.Select(s => s.MoveToOuterDisposeScope()).ToList());
     }
