@@ -19,6 +19,19 @@ public static class Blip2Cli
             c.SetApplicationName("blip2");
             c.Settings.StrictParsing = true;
             c.PropagateExceptions();
+            c.AddCommand<CaptionCommand>("caption")
+                .WithDescription("Caption images (zero-shot, or continuing --prompt).")
+                .WithExample("caption", "photo.jpg", "--model", "models/blip2-opt-2.7b")
+                .WithExample("caption", "photos/", "--model", "models/blip2-opt-2.7b", "--prompt", "a photo of", "--num-beams", "5", "--json");
+            c.AddCommand<AskCommand>("ask")
+                .WithDescription("Answer a question about an image (the paper's zero-shot VQA prompt and preset: beam 5, at most 10 new tokens).")
+                .WithExample("ask", "photo.jpg", "what is the man holding?", "--model", "models/blip2-opt-2.7b");
+            c.AddCommand<ChatCommand>("chat")
+                .WithDescription("Talk about an image, turn after turn; answers stream as they are generated.")
+                .WithExample("chat", "photo.jpg", "--model", "models/blip2-flan-t5-xl");
+            c.AddCommand<TokenizeCommand>("tokenize")
+                .WithDescription("Show the ids and tokens a checkpoint's tokenizer gives for texts.")
+                .WithExample("tokenize", "--model", "models/blip2-opt-2.7b", "a photo of a cat", "--json");
             c.AddCommand<InspectCommand>("inspect")
                 .WithDescription("Show what a checkpoint folder holds: architecture, sizes, parameter counts, dtypes, tokenizer, and what is missing.")
                 .WithExample("inspect", "models/blip2-opt-2.7b")

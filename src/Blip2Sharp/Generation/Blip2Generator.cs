@@ -5,6 +5,15 @@ using static TorchSharp.torch;
 
 namespace Blip2Sharp.Generation;
 
+/// <summary>Where generation spent its time (milliseconds; decode steps counted apart from the prefill).</summary>
+public sealed class GenerationTimings
+{
+    public double ImagePrefixMs { get; set; }
+    public double PrefillMs { get; set; }
+    public double DecodeMs { get; set; }
+    public int Steps { get; set; }
+}
+
 /// <summary>
 /// generate() for BLIP-2: the image prefix is computed once per image and shared by every beam and returned
 /// sequence; the prompt is prefilled once (T5: encoder and cross-attention K/V once); then greedy, sampling or beam
@@ -19,21 +28,49 @@ public sealed class Blip2Generator(Blip2ForConditionalGeneration model)
 
     /// <summary>Generates for each row of inputIds [B, T] (processor layout: &lt;image&gt; × Q, padding, prompt) with pixelValues [B, 3, H, W].</summary>
     public List<List<GeneratedSequence>> Generate(Tensor pixelValues, Tensor inputIds, Tensor? attentionMask, GenerationOptions options,
-        bool? useImageTokens = null, Action<int, int>? onToken = null, CancellationToken cancellationToken = default)
+        bool? useImageTokens = null, Action<int, int>? onToken = null, GenerationTimings? timings = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
+        if (pixelValues.shape[0] != inputIds.shape[0])
+            throw new ArgumentException($"{pixelValues.shape[0]} images but {inputIds.shape[0]} prompts.");
         using var scope = NewDisposeScope();
         using var noGrad = inference_mode();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
         var prefix = Model.ImagePrefix(pixelValues);
+        if (timings is not null) timings.ImagePrefixMs = sw.Elapsed.TotalMilliseconds;
         var (embeds, mask) = Model.MergeImagePrefix(prefix, inputIds, attentionMask, useImageTokens);
+        sw.Restart();
         using IDecoderState state = Model.Opt is { } opt
             ? new OptDecoderState(opt, embeds, mask, options.MaxNewTokens)
             : new T5DecoderState(Model.T5!, embeds, mask, options.MaxNewTokens);
         int batch = (int)inputIds.shape[0];
         int[] eos = options.EosTokenId ?? DefaultEos;
-        return options.NumBeams > 1
-            ? BeamSearch(state, batch, options, eos, cancellationToken)
-            : GreedyOrSample(state, batch, options, eos, onToken, cancellationToken);
+        var timed = timings is null ? state : new TimedState(state, timings, sw);
+        var result = options.NumBeams > 1
+            ? BeamSearch(timed, batch, options, eos, cancellationToken)
+            : GreedyOrSample(timed, batch, options, eos, onToken, cancellationToken);
+        return result;
+    }
+
+    /// <summary>Measures the first step (prompt prefill) apart from the per-token steps.</summary>
+    private sealed class TimedState(IDecoderState inner, GenerationTimings t, System.Diagnostics.Stopwatch sw) : IDecoderState
+    {
+        public IReadOnlyList<int> InitialHistory => inner.InitialHistory;
+        public void Select(Tensor index) => inner.Select(index);
+        public void Dispose() { }
+
+        public Tensor Next(Tensor? tokens)
+        {
+            sw.Restart();
+            var logits = inner.Next(tokens);
+            if (tokens is null) t.PrefillMs += sw.Elapsed.TotalMilliseconds;
+            else
+            {
+                t.DecodeMs += sw.Elapsed.TotalMilliseconds;
+                t.Steps++;
+            }
+            return logits;
+        }
     }
 
     /// <summary>Tokens of one input as they are produced (greedy or sampling), for chat.</summary>
