@@ -6,9 +6,17 @@ using static TorchSharp.torch;
 
 // Blip2Sharp benchmarks on real-size architectures with random weights (nothing is downloaded).
 //   forward CONFIG_DIR [--image-size N] [--threads N]: build, one 224 px image through the whole model, timings + peak RSS.
+//   make-checkpoint CONFIG_DIR OUT_DIR: a full checkpoint folder with random weights and a synthetic tokenizer.
+if (args.Length == 3 && args[0] == "make-checkpoint")
+{
+    var watch = Stopwatch.StartNew();
+    Blip2Sharp.Bench.RandomCheckpoint.Write(args[1], args[2]);
+    Console.WriteLine($"wrote {args[2]} in {watch.Elapsed.TotalSeconds:F1} s");
+    return 0;
+}
 if (args.Length < 2 || args[0] != "forward")
 {
-    Console.Error.WriteLine("usage: Blip2Sharp.Bench forward CONFIG_DIR [--threads N]");
+    Console.Error.WriteLine("usage: Blip2Sharp.Bench forward CONFIG_DIR [--threads N] | make-checkpoint CONFIG_DIR OUT_DIR");
     return 2;
 }
 string dir = args[1];

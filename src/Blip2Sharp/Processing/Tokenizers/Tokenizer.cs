@@ -83,6 +83,43 @@ public abstract class Tokenizer
 
     protected TokenizerConfig Configured { get; private set; } = new();
 
+    /// <summary>Added and special tokens of a tokenizer.json (tokenizer_config.json, when present, names the specials).</summary>
+    internal void ConfigureFromTokenizerJson(string folder, System.Text.Json.Nodes.JsonArray addedTokens, TokenizerJson.Template template, ConfigWarnings warnings)
+    {
+        foreach (var t in addedTokens)
+        {
+            AddToken(t!["id"]!.GetValue<int>(), new AddedToken
+            {
+                Content = t["content"]!.GetValue<string>(),
+                Lstrip = t["lstrip"]?.GetValue<bool>() ?? false,
+                Rstrip = t["rstrip"]?.GetValue<bool>() ?? false,
+                Normalized = t["normalized"]?.GetValue<bool>() ?? true,
+                SingleWord = t["single_word"]?.GetValue<bool>() ?? false,
+                Special = t["special"]?.GetValue<bool>() ?? false,
+            });
+        }
+        if (File.Exists(Path.Combine(folder, "tokenizer_config.json")) || File.Exists(Path.Combine(folder, "special_tokens_map.json")))
+        {
+            ConfigureSpecialTokens(folder, warnings);
+            return;
+        }
+        // No config: take the specials from the post-processor template and the usual names.
+        string? Named(params string[] names) => names.FirstOrDefault(n => _addedEncoder.ContainsKey(n));
+        BosToken = template.Prefix.FirstOrDefault(p => p != "[CLS]") ?? Named("<s>");
+        EosToken = template.Suffix.FirstOrDefault(p => p != "[SEP]") ?? Named("</s>");
+        ClsToken = template.Prefix.FirstOrDefault(p => p == "[CLS]") ?? Named("[CLS]");
+        SepToken = template.Suffix.FirstOrDefault(p => p == "[SEP]") ?? Named("[SEP]");
+        UnkToken = Named("<unk>", "[UNK]");
+        PadToken = Named("<pad>", "[PAD]");
+        MaskToken = Named("<mask>", "[MASK]");
+        foreach (var (content, id) in _addedEncoder)
+        {
+            if (_addedDecoder[id].Special && !new[] { BosToken, EosToken, ClsToken, SepToken, UnkToken, PadToken, MaskToken }.Contains(content))
+                _additionalSpecial.Add(content);
+        }
+        RebuildSpecials();
+    }
+
     protected void AddToken(int id, AddedToken token)
     {
         _addedDecoder[id] = token;
