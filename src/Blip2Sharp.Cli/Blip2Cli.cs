@@ -32,6 +32,12 @@ public static class Blip2Cli
             c.AddCommand<TokenizeCommand>("tokenize")
                 .WithDescription("Show the ids and tokens a checkpoint's tokenizer gives for texts.")
                 .WithExample("tokenize", "--model", "models/blip2-opt-2.7b", "a photo of a cat", "--json");
+            c.AddCommand<MatchCommand>("match")
+                .WithDescription("Score every image against every text: ITM match probability and ITC similarity (Q-Former only, no LLM).")
+                .WithExample("match", "--model", "models/blip2-itm-vit-g", "--image", "a.jpg", "--image", "b.jpg", "--text", "a dog", "--text", "a cat");
+            c.AddCommand<EmbedCommand>("embed")
+                .WithDescription("Image, text and multimodal embeddings, to safetensors or JSON.")
+                .WithExample("embed", "--model", "models/blip2-itm-vit-g", "--image", "a.jpg", "--text", "a dog", "--out", "embeddings.safetensors");
             c.AddCommand<InspectCommand>("inspect")
                 .WithDescription("Show what a checkpoint folder holds: architecture, sizes, parameter counts, dtypes, tokenizer, and what is missing.")
                 .WithExample("inspect", "models/blip2-opt-2.7b")
