@@ -38,6 +38,12 @@ public static class Blip2Cli
             c.AddCommand<EmbedCommand>("embed")
                 .WithDescription("Image, text and multimodal embeddings, to safetensors or JSON.")
                 .WithExample("embed", "--model", "models/blip2-itm-vit-g", "--image", "a.jpg", "--text", "a dog", "--out", "embeddings.safetensors");
+            c.AddCommand<IndexCommand>("index")
+                .WithDescription("Embed every image under a folder into an index database (incremental; Ctrl-C keeps what is done).")
+                .WithExample("index", "photos/", "--model", "models/blip2-itm-vit-g", "--db", "photos.db");
+            c.AddCommand<SearchCommand>("search")
+                .WithDescription("Find indexed images by text (ITC over the whole collection, top 128 re-ranked by ITM) or by --image.")
+                .WithExample("search", "a dog on a beach", "--db", "photos.db", "--model", "models/blip2-itm-vit-g", "--top", "5");
             c.AddCommand<InspectCommand>("inspect")
                 .WithDescription("Show what a checkpoint folder holds: architecture, sizes, parameter counts, dtypes, tokenizer, and what is missing.")
                 .WithExample("inspect", "models/blip2-opt-2.7b")

@@ -1,0 +1,77 @@
+using System.ComponentModel;
+using System.Text.Json;
+using Blip2Sharp.Tasks;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Blip2Sharp.Cli.Commands;
+
+public sealed class SearchCommand : Command<SearchCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandArgument(0, "[TEXT]")]
+        [Description("What to look for.")]
+        public string? Text { get; init; }
+
+        [CommandOption("--image <PATH>")]
+        [Description("Search by an image instead of a text.")]
+        public string? Image { get; init; }
+
+        [CommandOption("--db <FILE>")]
+        [Description("The index database made by `blip2 index`.")]
+        public string Db { get; init; } = "";
+
+        [CommandOption("-m|--model <DIR>")]
+        [Description("The retrieval checkpoint the index was built with.")]
+        public string Model { get; init; } = "";
+
+        [CommandOption("--top <K>")]
+        [Description("How many results.")]
+        public int Top { get; init; } = 10;
+
+        [CommandOption("--rerank <N>")]
+        [Description("Re-rank the best N by ITM (0 = ITC only). Default 128, as the paper.")]
+        public int Rerank { get; init; } = 128;
+
+        [CommandOption("--json")]
+        [Description("Print JSON.")]
+        public bool Json { get; init; }
+
+        public override ValidationResult Validate() =>
+            string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model DIR is required.")
+            : string.IsNullOrWhiteSpace(Db) ? ValidationResult.Error("--db FILE is required.")
+            : (Text is null) == (Image is null) ? ValidationResult.Error("give either a TEXT or --image PATH.")
+            : Text is not null && string.IsNullOrWhiteSpace(Text) ? ValidationResult.Error("the search text is empty.")
+            : Top < 1 ? ValidationResult.Error("--top must be at least 1.")
+            : Rerank < 0 ? ValidationResult.Error("--rerank must be 0 or more.")
+            : ValidationResult.Success();
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(settings.Db)) throw new FileNotFoundException($"{settings.Db}: no index there; build one with `blip2 index FOLDER --model DIR --db {settings.Db}`.");
+        using var retriever = Blip2Retriever.FromPretrained(settings.Model);
+        using var store = new SqliteVectorStore(settings.Db);
+        if (store.Fingerprint is { } f && !f.StartsWith(retriever.Fingerprint + ";", StringComparison.Ordinal))
+            throw new Blip2Exception($"{settings.Db} was built with another model or preprocessing; search it with the model that built it.");
+        var hits = settings.Text is not null
+            ? ImageIndex.SearchText(retriever, store, settings.Text, settings.Top, settings.Rerank)
+            : ImageIndex.SearchImage(retriever, store, settings.Image!, settings.Top);
+        string root = store.Fingerprint is null ? "" : ImageIndex.RootOf(store);
+        if (settings.Json)
+        {
+            Blip2Cli.Out(JsonSerializer.Serialize(new
+            {
+                results = hits.Select(h => new { path = Path.Combine(root, h.Path), score = h.Score, itc = h.Itc, itm_logit = h.ItmLogit }),
+            }, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("#").AddColumn("image").AddColumn(new TableColumn("score").RightAligned())
+            .AddColumn(new TableColumn("ITC").RightAligned()).AddColumn(new TableColumn("ITM logit").RightAligned());
+        for (int i = 0; i < hits.Count; i++)
+            table.AddRow((i + 1).ToString(), Markup.Escape(Path.Combine(root, hits[i].Path)), $"{hits[i].Score:F4}", $"{hits[i].Itc:F4}", hits[i].ItmLogit is { } l ? $"{l:F4}" : "-");
+        Blip2Cli.Human.Write(table);
+        return 0;
+    }
+}
