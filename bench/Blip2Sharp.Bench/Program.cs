@@ -14,6 +14,14 @@ if (args.Length == 3 && args[0] == "make-checkpoint")
     Console.WriteLine($"wrote {args[2]} in {watch.Elapsed.TotalSeconds:F1} s");
     return 0;
 }
+//   search-itc [N] [DB]: the ITC stage of a text search over N stored image embeddings (32 × 256 each).
+if (args.Length >= 1 && args[0] == "search-itc")
+{
+    int n = args.Length > 1 ? int.Parse(args[1]) : 100_000;
+    string db = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), $"blip2-bench-{n}.db");
+    Blip2Sharp.Bench.SearchBench.Run(n, db);
+    return 0;
+}
 if (args.Length < 2 || args[0] != "forward")
 {
     Console.Error.WriteLine("usage: Blip2Sharp.Bench forward CONFIG_DIR [--threads N] | make-checkpoint CONFIG_DIR OUT_DIR");

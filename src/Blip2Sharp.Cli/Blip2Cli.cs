@@ -44,6 +44,13 @@ public static class Blip2Cli
             c.AddCommand<SearchCommand>("search")
                 .WithDescription("Find indexed images by text (ITC over the whole collection, top 128 re-ranked by ITM) or by --image.")
                 .WithExample("search", "a dog on a beach", "--db", "photos.db", "--model", "models/blip2-itm-vit-g", "--top", "5");
+            c.AddBranch("eval", eval =>
+            {
+                eval.SetDescription("Evaluate a checkpoint on your own annotated data.");
+                eval.AddCommand<EvalRetrievalCommand>("retrieval")
+                    .WithDescription("Image→text and text→image Recall@1/5/10 (ITC top-k re-ranked by ITM, as LAVIS).")
+                    .WithExample("eval", "retrieval", "--data", "annotations.jsonl", "--model", "models/blip2-itm-vit-g");
+            });
             c.AddCommand<InspectCommand>("inspect")
                 .WithDescription("Show what a checkpoint folder holds: architecture, sizes, parameter counts, dtypes, tokenizer, and what is missing.")
                 .WithExample("inspect", "models/blip2-opt-2.7b")
