@@ -44,6 +44,10 @@ public static class Blip2Cli
             c.AddCommand<SearchCommand>("search")
                 .WithDescription("Find indexed images by text (ITC over the whole collection, top 128 re-ranked by ITM) or by --image.")
                 .WithExample("search", "a dog on a beach", "--db", "photos.db", "--model", "models/blip2-itm-vit-g", "--top", "5");
+            c.AddCommand<TrainCommand>("train")
+                .WithDescription("Train the Q-Former: stage1 (ITC, ITM, ITG) or stage2 (generative, frozen LLM).")
+                .WithExample("train", "stage1", "--init", "models/blip2-itm-vit-g", "--data", "pairs.jsonl", "--out", "runs/s1", "--max-steps", "1000")
+                .WithExample("train", "stage2", "--init", "models/blip2-opt-2.7b", "--qformer", "runs/s1/checkpoint-1000", "--data", "pairs.jsonl", "--out", "runs/s2");
             c.AddBranch("eval", eval =>
             {
                 eval.SetDescription("Evaluate a checkpoint on your own annotated data.");

@@ -1,0 +1,97 @@
+using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
+
+namespace Blip2Sharp.Training;
+
+/// <summary>
+/// AdamW with decoupled weight decay, written out so that its state (step, first and second moments) is saved and
+/// restored exactly with a checkpoint. Weight decay applies to matrices only: none on biases, norms and scalars.
+/// </summary>
+public sealed class AdamW : IDisposable
+{
+    private readonly List<(string Name, Parameter Param, bool Decay)> _params;
+    private readonly Dictionary<string, (Tensor M, Tensor V)> _state = [];
+
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.98;
+    public double Eps { get; init; } = 1e-8;
+    public double WeightDecay { get; init; } = 0.05;
+    public long Step { get; private set; }
+
+    public AdamW(IEnumerable<(string Name, Parameter Param)> parameters)
+    {
+        _params = parameters.Where(p => p.Param.requires_grad)
+            .Select(p => (p.Name, p.Param, Decay: p.Param.dim() >= 2 && !p.Name.EndsWith("bias", StringComparison.Ordinal)
+                && !p.Name.Contains("LayerNorm") && !p.Name.Contains("layernorm") && !p.Name.Contains("layer_norm")))
+            .ToList();
+    }
+
+    public IReadOnlyList<(string Name, Parameter Param, bool Decay)> Parameters => _params;
+
+    public void ZeroGrad()
+    {
+        foreach (var (_, p, _) in _params) p.grad?.zero_();
+    }
+
+    public void Update(double lr)
+    {
+        using var noGrad = no_grad();
+        Step++;
+        double bc1 = 1 - Math.Pow(Beta1, Step), bc2 = 1 - Math.Pow(Beta2, Step);
+        foreach (var (name, p, decay) in _params)
+        {
+            var g = p.grad;
+            if (g is null) continue;
+            if (!_state.TryGetValue(name, out var s))
+            {
+                s = (zeros_like(p).DetachFromDisposeScope(), zeros_like(p).DetachFromDisposeScope());
+                _state[name] = s;
+            }
+            using var scope = NewDisposeScope();
+            if (decay && WeightDecay > 0) p.mul_(1 - lr * WeightDecay);
+            s.M.mul_(Beta1).add_(g, alpha: 1 - Beta1);
+            s.V.mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
+            var denom = (s.V / bc2).sqrt_().add_(Eps);
+            p.addcdiv_(s.M, denom, value: -lr / bc1);
+        }
+    }
+
+    /// <summary>State tensors named exp_avg.NAME / exp_avg_sq.NAME, and the step count.</summary>
+    public Dictionary<string, Tensor> StateDict()
+    {
+        var d = new Dictionary<string, Tensor>();
+        foreach (var (name, (m, v)) in _state)
+        {
+            d["exp_avg." + name] = m;
+            d["exp_avg_sq." + name] = v;
+        }
+        d["step"] = tensor(new[] { Step });
+        return d;
+    }
+
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> d)
+    {
+        Step = d.TryGetValue("step", out var st) ? st.data<long>()[0] : 0;
+        foreach (var (name, p, _) in _params)
+        {
+            if (d.TryGetValue("exp_avg." + name, out var m) && d.TryGetValue("exp_avg_sq." + name, out var v))
+                _state[name] = (m.to(p.device).clone().DetachFromDisposeScope(), v.to(p.device).clone().DetachFromDisposeScope());
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var (m, v) in _state.Values) { m.Dispose(); v.Dispose(); }
+    }
+}
+
+/// <summary>Linear warm-up from warmup_lr to lr, then cosine decay to min_lr at max_steps.</summary>
+public sealed record LrSchedule(double Lr, double MinLr, double WarmupLr, int WarmupSteps, int MaxSteps)
+{
+    public double At(int step)
+    {
+        if (step < WarmupSteps) return WarmupLr + (Lr - WarmupLr) * step / Math.Max(1, WarmupSteps);
+        double progress = (double)(step - WarmupSteps) / Math.Max(1, MaxSteps - WarmupSteps);
+        return MinLr + (Lr - MinLr) * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1.0, progress)));
+    }
+}

@@ -1,0 +1,42 @@
+using System.Text.Json.Serialization;
+using Blip2Sharp.Configuration;
+
+namespace Blip2Sharp.Training;
+
+/// <summary>Training settings (a JSON file with these snake_case names; command-line flags override it).</summary>
+public sealed record TrainConfig
+{
+    [JsonPropertyName("max_steps")] public int MaxSteps { get; init; } = 1000;
+    [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 8;
+    [JsonPropertyName("lr")] public double Lr { get; init; } = 1e-4;
+    [JsonPropertyName("min_lr")] public double MinLr { get; init; } = 1e-5;
+    [JsonPropertyName("warmup_lr")] public double WarmupLr { get; init; } = 1e-6;
+    [JsonPropertyName("warmup_steps")] public int WarmupSteps { get; init; } = 100;
+    [JsonPropertyName("weight_decay")] public double WeightDecay { get; init; } = 0.05;
+    [JsonPropertyName("beta1")] public double Beta1 { get; init; } = 0.9;
+    [JsonPropertyName("beta2")] public double Beta2 { get; init; } = 0.98;
+    [JsonPropertyName("grad_accumulation")] public int GradAccumulation { get; init; } = 1;
+    [JsonPropertyName("clip_grad_norm")] public double ClipGradNorm { get; init; } = 1.0;
+    [JsonPropertyName("log_every")] public int LogEvery { get; init; } = 10;
+    [JsonPropertyName("save_every")] public int SaveEvery { get; init; } = 200;
+    [JsonPropertyName("eval_every")] public int EvalEvery { get; init; }
+    [JsonPropertyName("seed")] public long Seed { get; init; } = 42;
+    /// <summary>Captions longer than this many tokens are cut (stated in the log): 32, as LAVIS's max_txt_len.</summary>
+    [JsonPropertyName("max_text_tokens")] public int MaxTextTokens { get; init; } = 32;
+    [JsonPropertyName("augment")] public bool Augment { get; init; } = true;
+
+    public static TrainConfig Load(string path) =>
+        ConfigJson.Bind<TrainConfig>(ConfigJson.ReadObject(path), path, new ConfigWarnings());
+
+    public void Validate()
+    {
+        void Check(bool ok, string m) { if (!ok) throw new ArgumentException(m); }
+        Check(MaxSteps >= 1, "max_steps must be at least 1.");
+        Check(BatchSize >= 1, "batch_size must be at least 1.");
+        Check(Lr > 0 && MinLr >= 0 && WarmupLr >= 0, "learning rates must be positive.");
+        Check(WarmupSteps >= 0, "warmup_steps must be 0 or more.");
+        Check(GradAccumulation >= 1, "grad_accumulation must be at least 1.");
+        Check(LogEvery >= 1 && SaveEvery >= 1, "log_every and save_every must be at least 1.");
+        Check(MaxTextTokens >= 4, "max_text_tokens must be at least 4.");
+    }
+}
