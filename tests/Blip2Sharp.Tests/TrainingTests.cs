@@ -193,6 +193,25 @@ public class TrainingTests
     }
 
     [Fact]
+    public void EmptyCaptionsAreDroppedAndCountedAndUnreadableImagesSkipped()
+    {
+        string data = MakeDataset(8);
+        var lines = File.ReadAllLines(data).ToList();
+        lines.Add("{\"image\": \"img0.png\", \"caption\": \" ... \"}");
+        lines.Add("{\"image\": \"missing.png\", \"caption\": \"a ghost\"}");
+        File.WriteAllLines(data, lines);
+        var d = ImageTextData.Load(data);
+        Assert.Equal(1, d.EmptyCaptions);
+        Assert.Equal(9, d.Pairs.Count);
+        var log = new List<string>();
+        string outDir = Path.Combine(Fixtures.TempDir(), "o");
+        new Trainer(TrainStage.Stage2, Fixtures.Dir("tiny-opt"), d, outDir, new TrainConfig { MaxSteps = 6, BatchSize = 3, WarmupSteps = 0, LogEvery = 1, SaveEvery = 6 }) { Log = log.Add }.Run(false);
+        Assert.Contains(log, l => l.Contains("empty caption were dropped"));
+        Assert.Contains(log, l => l.Contains("unreadable images were skipped"));
+        Assert.Equal(6, Metrics(outDir).Count);
+    }
+
+    [Fact]
     public void ADatasetSmallerThanOneBatchIsAClearError()
     {
         var e = Assert.Throws<ArgumentException>(() => new Trainer(TrainStage.Stage1, Fixtures.Dir("tiny-itm"), ImageTextData.Load(MakeDataset(3)), Fixtures.TempDir(), new TrainConfig { BatchSize = 8 }));

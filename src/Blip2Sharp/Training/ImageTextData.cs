@@ -16,8 +16,14 @@ public sealed record ImageTextPair(string Image, string Caption);
 public sealed partial class ImageTextData
 {
     public IReadOnlyList<ImageTextPair> Pairs { get; }
+    /// <summary>Lines whose caption was empty after cleaning: dropped, and counted here.</summary>
+    public int EmptyCaptions { get; }
 
-    private ImageTextData(List<ImageTextPair> pairs) => Pairs = pairs;
+    private ImageTextData(List<ImageTextPair> pairs)
+    {
+        Pairs = pairs.Where(p => p.Caption.Length > 0).ToList();
+        EmptyCaptions = pairs.Count - Pairs.Count;
+    }
 
     public static ImageTextData Load(string path, int maxWords = 50)
     {

@@ -62,6 +62,8 @@ public sealed class Trainer
     {
         Directory.CreateDirectory(OutDir);
         var warnings = new ConfigWarnings();
+        if (Data.EmptyCaptions > 0) Log?.Invoke($"{Data.EmptyCaptions} pairs with an empty caption were dropped.");
+        Log?.Invoke($"{Data.Pairs.Count} pairs; captions are cut at {Config.MaxTextTokens} tokens.");
         string? from = resume ? LatestCheckpoint(OutDir) : null;
         if (!resume && LatestCheckpoint(OutDir) is not null)
             throw new ArgumentException($"{OutDir} already holds checkpoints: pass --resume to continue, or choose another --out.");
