@@ -22,6 +22,23 @@ if (args.Length >= 1 && args[0] == "search-itc")
     Blip2Sharp.Bench.SearchBench.Run(n, db);
     return 0;
 }
+//   models OUT_PREFIX IMAGE CONFIG_DIR[=CHECKPOINT_DIR] ...: the real-size report (JSON + markdown) for each architecture.
+if (args.Length >= 4 && args[0] == "models")
+{
+    set_num_threads(Environment.ProcessorCount);
+    var runs = new List<Dictionary<string, object>>();
+    foreach (var spec in args.Skip(3))
+    {
+        var parts = spec.Split('=', 2);
+        var run = Blip2Sharp.Bench.ModelBench.Run(parts[0], parts.Length > 1 ? parts[1] : null, args[2], 20);
+        runs.Add(run);
+        Console.WriteLine(JsonSerializer.Serialize(run));
+        GC.Collect();
+    }
+    File.WriteAllText(args[1] + ".json", JsonSerializer.Serialize(runs, new JsonSerializerOptions { WriteIndented = true }));
+    File.WriteAllText(args[1] + ".md", Blip2Sharp.Bench.ModelBench.Markdown(runs));
+    return 0;
+}
 if (args.Length < 2 || args[0] != "forward")
 {
     Console.Error.WriteLine("usage: Blip2Sharp.Bench forward CONFIG_DIR [--threads N] | make-checkpoint CONFIG_DIR OUT_DIR");

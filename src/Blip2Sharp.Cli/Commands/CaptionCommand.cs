@@ -40,7 +40,7 @@ public static class ImageTextRunner
     {
         var images = ImageInputs.Expand(imageArgs);
         var options = settings.ToOptions();
-        using var pipeline = Blip2Pipeline.FromPretrained(settings.Model, decodeOptions: new ImageDecodeOptions { OnWarning = Blip2Cli.Warn });
+        using var pipeline = Blip2Pipeline.FromPretrained(settings.Model, decodeOptions: new ImageDecodeOptions { OnWarning = Blip2Cli.Warn }, quantizeInt8: settings.Quantize == "int8");
         foreach (var w in pipeline.Warnings) Blip2Cli.Warn(w);
         var results = new List<ImageTextResult>();
         var failures = new List<(string, string)>();

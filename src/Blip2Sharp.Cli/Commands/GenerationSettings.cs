@@ -68,6 +68,10 @@ public class GenerationSettings : CommandSettings
     [Description("Seed that makes sampling reproducible.")]
     public ulong? Seed { get; init; }
 
+    [CommandOption("--quantize <MODE>")]
+    [Description("int8: weight-only int8 for the OPT language model's linear layers (faster CPU decoding, small accuracy cost).")]
+    public string? Quantize { get; init; }
+
     [CommandOption("--json")]
     [Description("Print JSON instead of text.")]
     public bool Json { get; init; }
@@ -101,6 +105,7 @@ public class GenerationSettings : CommandSettings
     public override ValidationResult Validate()
     {
         if (string.IsNullOrWhiteSpace(Model)) return ValidationResult.Error("--model DIR is required (a BLIP-2 checkpoint folder).");
+        if (Quantize is not null && Quantize != "int8") return ValidationResult.Error($"--quantize takes int8 (got '{Quantize}').");
         try
         {
             ToOptions().Validate();

@@ -33,12 +33,17 @@ public sealed class Blip2Pipeline : IDisposable
         Warnings = warnings;
     }
 
-    public static Blip2Pipeline FromPretrained(string folder, ModelOptions? options = null, ImageDecodeOptions? decodeOptions = null)
+    public static Blip2Pipeline FromPretrained(string folder, ModelOptions? options = null, ImageDecodeOptions? decodeOptions = null, bool quantizeInt8 = false)
     {
         var warnings = new ConfigWarnings();
         var model = Blip2ForConditionalGeneration.FromPretrained(folder, options, warnings);
         try
         {
+            if (quantizeInt8)
+            {
+                if (model.Opt is null) throw new ArgumentException("int8 quantization is implemented for OPT language models (Flan-T5 runs in float32).");
+                model.Opt.QuantizeInt8();
+            }
             var processor = Blip2Processor.FromPretrained(folder, model.Config, warnings, decodeOptions);
             return new Blip2Pipeline(model, processor, warnings.Items);
         }

@@ -21,5 +21,11 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     public Parameter Weight => _weight;
     public Parameter? Bias => _bias;
 
-    public override Tensor forward(Tensor x) => F.linear(x, _weight, _bias);
+    /// <summary>Set by <see cref="QuantizeInt8"/>: the int8 copy that inference uses instead of the float weight.</summary>
+    public Int8Weight? Int8 { get; private set; }
+
+    /// <summary>Switches inference to int8 weights (weight-only quantization for CPU decoding).</summary>
+    public void QuantizeInt8() => Int8 ??= new Int8Weight(_weight);
+
+    public override Tensor forward(Tensor x) => Int8 is not null && !training ? Int8.Linear(x, _bias) : F.linear(x, _weight, _bias);
 }

@@ -40,6 +40,18 @@ public sealed class OptForCausalLM : nn.Module
         ["lm_head.weight"] = "model.decoder.embed_tokens.weight",
     };
 
+    private Int8Weight? _lmHeadInt8;
+
+    /// <summary>
+    /// Weight-only int8 for CPU decoding: every decoder Linear and the (tied) lm_head use int8 copies of their
+    /// weights; the embeddings, LayerNorms and biases stay float32.
+    /// </summary>
+    public void QuantizeInt8()
+    {
+        foreach (var m in _model.Decoder.modules().OfType<Linear>()) m.QuantizeInt8();
+        _lmHeadInt8 ??= new Int8Weight(_model.Decoder.EmbedTokens.Weight);
+    }
+
     /// <summary>Token embeddings [B, T] → [B, T, word_embed_proj_dim].</summary>
     public Tensor EmbedTokens(Tensor ids) => _model.Decoder.EmbedTokens.forward(ids);
 
@@ -52,7 +64,9 @@ public sealed class OptForCausalLM : nn.Module
         using var scope = NewDisposeScope();
         var (h, states) = _model.Decoder.Forward(inputsEmbeds, attentionMask, cache, outputHiddenStates);
         if (lastOnly) h = h[.., ^1.., ..];
-        var logits = F.linear(h, _model.Decoder.EmbedTokens.Weight); // tied lm_head, no bias
+        var logits = _lmHeadInt8 is not null && !training
+            ? _lmHeadInt8.Linear(h, null)
+            : F.linear(h, _model.Decoder.EmbedTokens.Weight); // tied lm_head, no bias
         return new CausalLMOutput(logits.MoveToOuterDisposeScope(), states?.Select(s => s.MoveToOuterDisposeScope()).ToList());
     }
 

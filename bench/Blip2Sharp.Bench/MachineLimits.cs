@@ -1,0 +1,57 @@
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace Blip2Sharp.Bench;
+
+/// <summary>This machine's limits, measured in the same run as the models: GEMM rate at given shapes, read bandwidth.</summary>
+public static class MachineLimits
+{
+    /// <summary>Best GFLOP/s of [m, k] × [k, n] over several repetitions.</summary>
+    public static double GemmGflops(long m, long k, long n, int reps = 5)
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(m, k);
+        var b = randn(k, n);
+        using var warm = a.matmul(b);
+        double best = double.MaxValue;
+        for (int i = 0; i < reps; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            using var c = a.matmul(b);
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return 2.0 * m * k * n / best / 1e9;
+    }
+
+    /// <summary>Best read bandwidth (GB/s) streaming a tensor of the given size: a reduction over all of it.</summary>
+    public static double ReadBandwidthGbs(long bytes = 2L << 30, int reps = 5)
+    {
+        using var scope = NewDisposeScope();
+        var t = ones(bytes / 4);
+        double best = double.MaxValue;
+        for (int i = 0; i < reps; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            using var s = t.sum();
+            s.item<float>();
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return bytes / best / 1e9;
+    }
+
+    /// <summary>GB/s of weights streamed by a one-row product [1, k] × [k, n]ᵀ (what decoding does per layer).</summary>
+    public static double GemvBandwidthGbs(long k, long n, int reps = 5)
+    {
+        using var scope = NewDisposeScope();
+        var w = randn(n, k);
+        var x = randn(1, k);
+        double best = double.MaxValue;
+        for (int i = 0; i < reps; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            using var y = nn.functional.linear(x, w);
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return n * k * 4 / best / 1e9;
+    }
+}

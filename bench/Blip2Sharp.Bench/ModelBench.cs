@@ -1,0 +1,186 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Blip2Sharp.Configuration;
+using Blip2Sharp.Generation;
+using Blip2Sharp.Modeling;
+using Blip2Sharp.Processing;
+using static TorchSharp.torch;
+
+namespace Blip2Sharp.Bench;
+
+/// <summary>
+/// Real-size benchmark of one architecture: build (random weights) or load (a saved folder), peak RSS, per-stage
+/// times, tokens/s, images/s at batch 1, 4 and 8, and the fraction of this machine's measured limits reached.
+/// </summary>
+public static class ModelBench
+{
+    public static Dictionary<string, object> Run(string configDir, string? checkpointDir, string image, int newTokens)
+    {
+        var r = new Dictionary<string, object>();
+        var config = Blip2Config.Load(checkpointDir ?? configDir, new ConfigWarnings());
+        r["config"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(configDir));
+        bool retrieval = config.Architectures?.Contains("Blip2ForImageTextRetrieval") == true;
+        var v = config.VisionConfig;
+        int size = v.ImageSize;
+        var sw = Stopwatch.StartNew();
+
+        // Machine limits at this model's shapes, in the same run.
+        long tokens = v.NumPatches + 1;
+        r["gemm_gflops_vision_mlp_shape"] = Math.Round(MachineLimits.GemmGflops(tokens, v.HiddenSize, v.IntermediateSize), 1);
+        r["gemm_gflops_vision_qkv_shape"] = Math.Round(MachineLimits.GemmGflops(tokens, v.HiddenSize, 3L * v.HiddenSize), 1);
+        r["read_bandwidth_gbs"] = Math.Round(MachineLimits.ReadBandwidthGbs(), 1);
+
+        nn.Module model;
+        sw.Restart();
+        if (retrieval)
+        {
+            var m = new Blip2ForImageTextRetrieval(config, ModelOptions.Cpu);
+            ModelInit.Randomize(m, 0);
+            model = m;
+            r["build_random_s"] = Math.Round(sw.Elapsed.TotalSeconds, 1);
+        }
+        else if (checkpointDir is not null)
+        {
+            model = Blip2ForConditionalGeneration.FromPretrained(checkpointDir);
+            r["load_from_safetensors_s"] = Math.Round(sw.Elapsed.TotalSeconds, 1);
+        }
+        else
+        {
+            var m = new Blip2ForConditionalGeneration(config, ModelOptions.Cpu);
+            ModelInit.Randomize(m, 0);
+            model = m;
+            r["build_random_s"] = Math.Round(sw.Elapsed.TotalSeconds, 1);
+        }
+        model.eval();
+        long parameters = model.parameters().Sum(p => p.numel());
+        double weightsGb = parameters * 4 / 1e9;
+        r["parameters"] = parameters;
+        r["weights_gb"] = Math.Round(weightsGb, 2);
+
+        var processor = new BlipImageProcessor(ImageProcessorConfig.ForSize(size));
+        sw.Restart();
+        using var pixels = processor.PreprocessFiles([image]);
+        r["decode_and_preprocess_ms"] = Math.Round(sw.Elapsed.TotalMilliseconds, 1);
+
+        double visionFlops = VisionFlops(v);
+        using (inference_mode())
+        {
+            var vision = retrieval ? ((Blip2ForImageTextRetrieval)model).VisionModel : ((Blip2ForConditionalGeneration)model).VisionModel;
+            using (vision.Forward(pixels)) { } // warm-up
+            double visionS = Best(3, () => { using var o = vision.Forward(pixels); });
+            r["vision_s"] = Math.Round(visionS, 3);
+            r["vision_gflop"] = Math.Round(visionFlops / 1e9, 1);
+            r["vision_gflops_achieved"] = Math.Round(visionFlops / visionS / 1e9, 1);
+            double gemm = Math.Max((double)r["gemm_gflops_vision_mlp_shape"], (double)r["gemm_gflops_vision_qkv_shape"]);
+            r["vision_fraction_of_gemm_rate"] = Math.Round(visionFlops / visionS / 1e9 / gemm, 3);
+            foreach (int b in new[] { 1, 4, 8 })
+            {
+                using var batch = pixels.expand(b, -1, -1, -1).contiguous();
+                double s = Best(b == 1 ? 2 : 1, () => { using var o = vision.Forward(batch); });
+                r[$"vision_images_per_s_batch{b}"] = Math.Round(b / s, 3);
+            }
+
+            if (model is Blip2ForConditionalGeneration gen)
+            {
+                using var visionOut = gen.VisionModel.Forward(pixels);
+                double qformerS = Best(3, () =>
+                {
+                    using var q = gen.QFormer.Forward(gen.QueryTokens.expand(1, -1, -1), imageEmbeds: visionOut.LastHiddenState);
+                });
+                r["qformer_s"] = Math.Round(qformerS, 3);
+                var generator = new Blip2Generator(gen);
+                int q = config.NumQueryTokens;
+                // <image> × Q + "</s>" + a 10-token prompt.
+                var ids = Enumerable.Repeat((long)(config.ImageTokenIndex ?? 0), config.ImageTokenIndex is null ? 0 : q)
+                    .Concat([gen.Opt is not null ? 2L : 100L]).Concat(Enumerable.Range(200, 10).Select(i => (long)i)).ToArray();
+                using var inputIds = tensor(ids).unsqueeze(0);
+                var options = new GenerationOptions { MaxNewTokens = newTokens, MinNewTokens = newTokens, EosTokenId = [] };
+                var timings = new GenerationTimings();
+                sw.Restart();
+                generator.Generate(pixels, inputIds, null, options, timings: timings);
+                double total = sw.Elapsed.TotalSeconds;
+                r["prompt_tokens"] = ids.Length;
+                r["llm_prefill_s"] = Math.Round(timings.PrefillMs / 1000, 3);
+                r["per_token_s"] = Math.Round(timings.DecodeMs / 1000 / Math.Max(1, timings.Steps), 3);
+                r["tokens_per_s"] = Math.Round(timings.Steps / (timings.DecodeMs / 1000), 2);
+                r[$"caption_{newTokens}_tokens_end_to_end_s"] = Math.Round(total + (double)r["decode_and_preprocess_ms"] / 1000, 2);
+                var lm = (nn.Module?)gen.Opt ?? gen.T5!;
+                double lmBytes = lm.parameters().Sum(p => p.numel()) * 4.0;
+                r["llm_weights_gb"] = Math.Round(lmBytes / 1e9, 2);
+                r["decode_gbs_achieved"] = Math.Round(lmBytes / (timings.DecodeMs / 1000 / Math.Max(1, timings.Steps)) / 1e9, 1);
+                r["decode_fraction_of_bandwidth"] = Math.Round((double)r["decode_gbs_achieved"] / (double)r["read_bandwidth_gbs"], 3);
+
+                if (gen.Opt is { } opt)
+                {
+                    // Weight-only int8: speed per token and agreement of greedy ids with float32.
+                    var greedy = new GenerationOptions { MaxNewTokens = newTokens, EosTokenId = [] };
+                    var fp32Ids = generator.Generate(pixels, inputIds, null, greedy)[0][0].Tokens;
+                    sw.Restart();
+                    opt.QuantizeInt8();
+                    r["int8_quantize_s"] = Math.Round(sw.Elapsed.TotalSeconds, 1);
+                    var t8 = new GenerationTimings();
+                    var int8Ids = generator.Generate(pixels, inputIds, null, greedy, timings: t8)[0][0].Tokens;
+                    r["int8_per_token_s"] = Math.Round(t8.DecodeMs / 1000 / Math.Max(1, t8.Steps), 3);
+                    r["int8_speedup_per_token"] = Math.Round((double)r["per_token_s"] / (double)r["int8_per_token_s"], 2);
+                    int agree = 0;
+                    while (agree < Math.Min(fp32Ids.Count, int8Ids.Count) && fp32Ids[agree] == int8Ids[agree]) agree++;
+                    r["int8_greedy_ids_equal_prefix"] = $"{agree}/{fp32Ids.Count}";
+                    r["int8_greedy_ids_equal_positions"] = $"{fp32Ids.Zip(int8Ids).Count(p => p.First == p.Second)}/{fp32Ids.Count}";
+                }
+            }
+            else if (model is Blip2ForImageTextRetrieval ret)
+            {
+                using var visionOut = ret.VisionModel.Forward(pixels);
+                r["qformer_image_embeds_s"] = Math.Round(Best(3, () => { using var e = ret.ImageEmbeds(visionOut.LastHiddenState); }), 3);
+                using var ids = tensor(Enumerable.Range(1000, 20).Select(i => (long)i).Prepend(101L).Append(102L).ToArray()).unsqueeze(0);
+                using var mask = ones_like(ids);
+                r["text_embed_s"] = Math.Round(Best(3, () => { using var t = ret.TextHidden(ids, mask); }), 3);
+                r["itm_pair_s"] = Math.Round(Best(3, () => { using var i = ret.Itm(visionOut.LastHiddenState, ids, mask); }), 3);
+            }
+        }
+        r["peak_rss_gb"] = Math.Round(PeakRssGb(), 2);
+        r["peak_rss_over_weights"] = Math.Round(PeakRssGb() / weightsGb, 3);
+        model.Dispose();
+        return r;
+    }
+
+    private static double Best(int reps, Action body)
+    {
+        double best = double.MaxValue;
+        for (int i = 0; i < reps; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            body();
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return best;
+    }
+
+    /// <summary>Multiply-adds × 2 of the ViT: patch conv, and per layer qkv, attention, projection, MLP.</summary>
+    public static double VisionFlops(Blip2VisionConfig v)
+    {
+        double t = v.NumPatches + 1, d = v.HiddenSize, f = v.IntermediateSize;
+        double patch = 2.0 * v.NumPatches * v.NumChannels * v.PatchSize * v.PatchSize * d;
+        double layer = 2 * t * (3 * d * d + d * d + 2 * d * f) + 2 * 2 * t * t * d;
+        return patch + v.NumHiddenLayers * layer;
+    }
+
+    public static double PeakRssGb()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmHWM:")) return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) / 1e6;
+        return double.NaN;
+    }
+
+    public static string Markdown(IReadOnlyList<Dictionary<string, object>> runs)
+    {
+        var keys = runs.SelectMany(r => r.Keys).Distinct().ToList();
+        var sb = new StringBuilder();
+        sb.Append("| metric | ").Append(string.Join(" | ", runs.Select(r => r["config"]))).Append(" |\n");
+        sb.Append("|---|").Append(string.Concat(runs.Select(_ => "---:|"))).Append('\n');
+        foreach (var k in keys.Where(k => k != "config"))
+            sb.Append("| ").Append(k).Append(" | ").Append(string.Join(" | ", runs.Select(r => r.TryGetValue(k, out var v) ? JsonSerializer.Serialize(v) : "–"))).Append(" |\n");
+        return sb.ToString();
+    }
+}
