@@ -24,7 +24,7 @@ public static class MachineLimits
     }
 
     /// <summary>Best read bandwidth (GB/s) streaming a tensor of the given size: a reduction over all of it.</summary>
-    public static double ReadBandwidthGbs(long bytes = 2L << 30, int reps = 5)
+    public static double ReadBandwidthGbs(long bytes = 1L << 30, int reps = 5)
     {
         using var scope = NewDisposeScope();
         var t = ones(bytes / 4);

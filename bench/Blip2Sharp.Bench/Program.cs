@@ -6,6 +6,12 @@ using static TorchSharp.torch;
 
 // Blip2Sharp benchmarks on real-size architectures with random weights (nothing is downloaded).
 //   forward CONFIG_DIR [--image-size N] [--threads N]: build, one 224 px image through the whole model, timings + peak RSS.
+//   micro: BenchmarkDotNet micro-benchmarks of the hot kernels.
+if (args.Length >= 1 && args[0] == "micro")
+{
+    BenchmarkDotNet.Running.BenchmarkRunner.Run<Blip2Sharp.Bench.Kernels>(args: args.Skip(1).ToArray());
+    return 0;
+}
 //   make-checkpoint CONFIG_DIR OUT_DIR: a full checkpoint folder with random weights and a synthetic tokenizer.
 if (args.Length == 3 && args[0] == "make-checkpoint")
 {

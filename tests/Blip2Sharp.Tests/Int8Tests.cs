@@ -32,6 +32,25 @@ public class Int8Tests(ITestOutputHelper output)
         if (rows > 4) Assert.True((got - exact).abs().max().item<float>() < 1e-4); // large inputs take the dequantized GEMM
     }
 
+    [Theory]
+    [InlineData(1, 100, 70)]
+    [InlineData(4, 2560, 33)]
+    public void TheFloatDecodeKernelMatchesLibtorch(int rows, int inF, int outF)
+    {
+        var gen = new Generator(5);
+        var w = randn([outF, inF], generator: gen);
+        var b = randn([outF], generator: gen);
+        var x = randn([rows, inF], generator: gen);
+        using var noGrad = no_grad();
+        Assert.True(FloatGemv.Applies(x, w));
+        var got = FloatGemv.Linear(x, w, b);
+        var want = nn.functional.linear(x, w, b);
+        Assert.True((got - want).abs().max().item<float>() <= 1e-4 * want.abs().max().item<float>());
+        // A row taken out of a larger tensor (a view with an offset) is read from the right place.
+        var big = randn([3, rows, inF], generator: gen);
+        Assert.True((FloatGemv.Linear(big[2], w, null) - nn.functional.linear(big[2], w)).abs().max().item<float>() < 1e-3);
+    }
+
     [Fact]
     public void QuantizedTinyOptStaysCloseToTheReference()
     {

@@ -27,5 +27,8 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     /// <summary>Switches inference to int8 weights (weight-only quantization for CPU decoding).</summary>
     public void QuantizeInt8() => Int8 ??= new Int8Weight(_weight);
 
-    public override Tensor forward(Tensor x) => Int8 is not null && !training ? Int8.Linear(x, _bias) : F.linear(x, _weight, _bias);
+    public override Tensor forward(Tensor x) =>
+        Int8 is not null && !training ? Int8.Linear(x, _bias)
+        : FloatGemv.Applies(x, _weight) ? FloatGemv.Linear(x, _weight, _bias)
+        : F.linear(x, _weight, _bias);
 }

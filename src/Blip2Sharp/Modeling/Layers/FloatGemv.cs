@@ -1,0 +1,78 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using static TorchSharp.torch;
+
+namespace Blip2Sharp.Modeling.Layers;
+
+/// <summary>
+/// y = x Wᵀ + b for one to four rows of x in float32, the shape of every decoding step: an AVX2/FMA kernel that
+/// streams each weight row once over all threads, so decoding runs at memory speed (libtorch's one-row product
+/// streams the weights well below the machine's read bandwidth here).
+/// </summary>
+public static unsafe class FloatGemv
+{
+    public const int MaxRows = 4;
+
+    /// <summary>CPU float32 without autograd (inference), at most <see cref="MaxRows"/> rows.</summary>
+    public static bool Applies(Tensor x, Tensor w) =>
+        Avx2.IsSupported && Fma.IsSupported && !is_grad_enabled()
+        && x.device_type == TorchSharp.DeviceType.CPU && w.device_type == TorchSharp.DeviceType.CPU
+        && x.dtype == ScalarType.Float32 && w.dtype == ScalarType.Float32 && w.is_contiguous()
+        && x.NumberOfElements / w.shape[1] <= MaxRows;
+
+    public static Tensor Linear(Tensor x, Tensor w, Tensor? bias)
+    {
+        long outF = w.shape[0], inF = w.shape[1];
+        long rows = x.NumberOfElements / inF;
+        using var xc = x.storage_offset() == 0 && x.is_contiguous() ? x.alias() : x.contiguous().clone(); // a fresh buffer: the span starts at the data
+        using var bc = bias is null ? null : bias.clone();
+        var y = empty([rows, outF], ScalarType.Float32);
+        var wBytes = w.bytes;
+        var xBytes = xc.bytes;
+        var yBytes = y.bytes;
+        fixed (byte* wb = wBytes)
+        fixed (byte* xb = xBytes)
+        fixed (byte* yb = yBytes)
+        {
+            float* wp = (float*)wb, xp = (float*)xb, yp = (float*)yb;
+            float[]? bArr = bc?.data<float>().ToArray();
+            int threads = Math.Max(1, get_num_threads());
+            long chunk = (outF + threads - 1) / threads;
+            Parallel.For(0, threads, t =>
+            {
+                long start = t * chunk, end = Math.Min(outF, start + chunk);
+                for (long o = start; o < end; o++)
+                {
+                    float* row = wp + o * inF;
+                    for (long r = 0; r < rows; r++)
+                        yp[r * outF + o] = Dot(row, xp + r * inF, inF) + (bArr is null ? 0f : bArr[o]);
+                }
+            });
+        }
+        long[] shape = [.. x.shape[..^1], outF];
+        return y.view(shape);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Dot(float* a, float* b, long n)
+    {
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;
+        long i = 0;
+        for (; i + 32 <= n; i += 32)
+        {
+            acc0 = Fma.MultiplyAdd(Avx.LoadVector256(a + i), Avx.LoadVector256(b + i), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 8), Avx.LoadVector256(b + i + 8), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 16), Avx.LoadVector256(b + i + 16), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 24), Avx.LoadVector256(b + i + 24), acc3);
+        }
+        for (; i + 8 <= n; i += 8) acc0 = Fma.MultiplyAdd(Avx.LoadVector256(a + i), Avx.LoadVector256(b + i), acc0);
+        float sum = Vector256.Sum(Avx.Add(Avx.Add(acc0, acc1), Avx.Add(acc2, acc3)));
+        for (; i < n; i++) sum += a[i] * b[i];
+        return sum;
+    }
+}
