@@ -63,7 +63,7 @@ public sealed unsafe class Int8Weight : IDisposable
     public Tensor Linear(Tensor x, Tensor? bias)
     {
         long rows = x.NumberOfElements / Columns;
-        if (rows > 4 || !Avx2.IsSupported || x.device_type != TorchSharp.DeviceType.CPU)
+        if (rows > 4 || !Avx2.IsSupported || !Fma.IsSupported || x.device_type != TorchSharp.DeviceType.CPU)
         {
             using var w = Dequantize();
             return nn.functional.linear(x, w, bias);
@@ -117,25 +117,35 @@ public sealed unsafe class Int8Weight : IDisposable
         }
     }
 
-    /// <summary>Σ_blocks scale_x[b] · Σ_i w[i]·x[i] with AVX2: |w| (unsigned) × sign-adjusted x → int16 pairs → int32 → float.</summary>
+    /// <summary>Σ_blocks scale_x[b] · Σ_i w[i]·x[i] with AVX2: |w| (unsigned) × sign-adjusted x → int16 pairs → int32 → float.
+    /// Four independent accumulators keep the FMA latency off the critical path.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot(sbyte* w, sbyte* x, float* xs, int blocks)
     {
-        var acc = Vector256<float>.Zero;
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;
         var ones = Vector256.Create((short)1);
-        for (int b = 0; b < blocks; b++)
+        int b = 0;
+        for (; b + 4 <= blocks; b += 4)
         {
-            var wv = Avx.LoadVector256(w + b * Block);
-            var xv = Avx.LoadVector256(x + b * Block);
-            var aw = Avx2.Abs(wv);                                  // |w| as unsigned bytes
-            var sx = Avx2.Sign(xv, wv);                             // x · sign(w)
-            var pairs = Avx2.MultiplyAddAdjacent(aw, sx);          // 16 × int16
-            var quads = Avx2.MultiplyAddAdjacent(pairs, ones);     // 8 × int32
-            acc = Fma.IsSupported
-                ? Fma.MultiplyAdd(Avx.ConvertToVector256Single(quads), Vector256.Create(xs[b]), acc)
-                : Avx.Add(acc, Avx.Multiply(Avx.ConvertToVector256Single(quads), Vector256.Create(xs[b])));
+            acc0 = Fma.MultiplyAdd(Block32(w + b * Block, x + b * Block, ones), Vector256.Create(xs[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Block32(w + (b + 1) * Block, x + (b + 1) * Block, ones), Vector256.Create(xs[b + 1]), acc1);
+            acc2 = Fma.MultiplyAdd(Block32(w + (b + 2) * Block, x + (b + 2) * Block, ones), Vector256.Create(xs[b + 2]), acc2);
+            acc3 = Fma.MultiplyAdd(Block32(w + (b + 3) * Block, x + (b + 3) * Block, ones), Vector256.Create(xs[b + 3]), acc3);
         }
-        return Vector256.Sum(acc);
+        for (; b < blocks; b++) acc0 = Fma.MultiplyAdd(Block32(w + b * Block, x + b * Block, ones), Vector256.Create(xs[b]), acc0);
+        return Vector256.Sum(Avx.Add(Avx.Add(acc0, acc1), Avx.Add(acc2, acc3)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Block32(sbyte* w, sbyte* x, Vector256<short> ones)
+    {
+        var wv = Avx.LoadVector256(w);
+        var xv = Avx.LoadVector256(x);
+        var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv)); // 16 × int16
+        return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(pairs, ones)); // 8 × int32 → float
     }
 
     public void Dispose() => NativeMemory.AlignedFree(_q);
