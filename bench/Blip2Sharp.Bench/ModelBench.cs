@@ -29,7 +29,8 @@ public static class ModelBench
         long tokens = v.NumPatches + 1;
         r["gemm_gflops_vision_mlp_shape"] = Math.Round(MachineLimits.GemmGflops(tokens, v.HiddenSize, v.IntermediateSize), 1);
         r["gemm_gflops_vision_qkv_shape"] = Math.Round(MachineLimits.GemmGflops(tokens, v.HiddenSize, 3L * v.HiddenSize), 1);
-        r["read_bandwidth_gbs"] = Math.Round(MachineLimits.ReadBandwidthGbs(), 1);
+        r["read_bandwidth_gbs"] = Math.Round(MachineLimits.StreamReadGbs(), 1);
+        r["read_bandwidth_torch_sum_gbs"] = Math.Round(MachineLimits.ReadBandwidthGbs(), 1);
 
         nn.Module model;
         sw.Restart();

@@ -48,6 +48,13 @@ public static class Blip2Cli
                 .WithDescription("Train the Q-Former: stage1 (ITC, ITM, ITG) or stage2 (generative, frozen LLM).")
                 .WithExample("train", "stage1", "--init", "models/blip2-itm-vit-g", "--data", "pairs.jsonl", "--out", "runs/s1", "--max-steps", "1000")
                 .WithExample("train", "stage2", "--init", "models/blip2-opt-2.7b", "--qformer", "runs/s1/checkpoint-1000", "--data", "pairs.jsonl", "--out", "runs/s2");
+            c.AddBranch("demo", demo =>
+            {
+                demo.SetDescription("The synthetic-scenes world of the built-in demo model.");
+                demo.AddCommand<DemoDataCommand>("data")
+                    .WithDescription("Render a deterministic dataset of synthetic scenes with captions and question-answer pairs.")
+                    .WithExample("demo", "data", "--out", "scenes", "--seed", "1");
+            });
             c.AddBranch("eval", eval =>
             {
                 eval.SetDescription("Evaluate a checkpoint on your own annotated data.");

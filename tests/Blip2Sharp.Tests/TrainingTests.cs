@@ -212,6 +212,45 @@ public class TrainingTests
     }
 
     [Fact]
+    public void TheQFormerCanStartFromABertCheckpoint()
+    {
+        // A BERT folder in the bert-base-uncased layout, made of tiny-itm's own Q-Former weights under BERT's names.
+        using var reader = Loading.CheckpointReader.Open(Fixtures.Dir("tiny-itm"));
+        var bert = new Dictionary<string, Tensor>
+        {
+            ["bert.embeddings.word_embeddings.weight"] = reader.Read("embeddings.word_embeddings.weight")[..261],
+            ["bert.embeddings.position_embeddings.weight"] = reader.Read("embeddings.position_embeddings.weight"),
+            ["bert.embeddings.LayerNorm.weight"] = reader.Read("qformer.layernorm.weight"),
+            ["bert.embeddings.LayerNorm.bias"] = reader.Read("qformer.layernorm.bias"),
+        };
+        for (int i = 0; i < 2; i++)
+        {
+            string q = $"qformer.encoder.layer.{i}.", b = $"bert.encoder.layer.{i}.";
+            foreach (var w in new[] { "weight", "bias" })
+            {
+                foreach (var m in new[] { "query", "key", "value" }) bert[$"{b}attention.self.{m}.{w}"] = reader.Read($"{q}attention.attention.{m}.{w}");
+                bert[$"{b}attention.output.dense.{w}"] = reader.Read($"{q}attention.output.dense.{w}");
+                bert[$"{b}attention.output.LayerNorm.{w}"] = reader.Read($"{q}attention.output.LayerNorm.{w}");
+                bert[$"{b}intermediate.dense.{w}"] = reader.Read($"{q}intermediate.dense.{w}");
+                bert[$"{b}output.dense.{w}"] = reader.Read($"{q}output.dense.{w}");
+                bert[$"{b}output.LayerNorm.{w}"] = reader.Read($"{q}output.LayerNorm.{w}");
+            }
+        }
+        string dir = Fixtures.TempDir();
+        Loading.SafetensorsWriter.Save(Path.Combine(dir, "model.safetensors"), bert);
+
+        var model = Blip2ForImageTextRetrieval.FromPretrained(Fixtures.Dir("tiny-itm"));
+        using var objective = new Stage1Objective(model, 261, 0);
+        int copied = BertInit.Apply(objective, dir, seed: 3);
+        Assert.Equal(4 + 2 * 2 * (3 + 1 + 1 + 2 + 4), copied); // embeddings; per layer and per weight/bias: q k v, attention dense, LN, 2 × intermediate, 2 × (dense, LN)
+        var after = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        Assert.True(Fixtures.SameBits(reader.Read("qformer.encoder.layer.1.output.dense.weight"), after["qformer.encoder.layer.1.output_query.dense.weight"])); // BERT FFN → query FFN too
+        Assert.True(Fixtures.SameBits(reader.Read("embeddings.word_embeddings.weight")[..261], after["embeddings.word_embeddings.weight"][..261]));
+        Assert.False(Fixtures.SameBits(reader.Read("qformer.encoder.layer.0.crossattention.attention.key.weight"), after["qformer.encoder.layer.0.crossattention.attention.key.weight"])); // random
+        Assert.False(Fixtures.SameBits(reader.Read("query_tokens"), after["query_tokens"]));
+    }
+
+    [Fact]
     public void ADatasetSmallerThanOneBatchIsAClearError()
     {
         var e = Assert.Throws<ArgumentException>(() => new Trainer(TrainStage.Stage1, Fixtures.Dir("tiny-itm"), ImageTextData.Load(MakeDataset(3)), Fixtures.TempDir(), new TrainConfig { BatchSize = 8 }));

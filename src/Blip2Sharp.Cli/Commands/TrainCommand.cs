@@ -21,6 +21,10 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         [Description("stage2: take the Q-Former and queries from this stage-1 output.")]
         public string? QFormer { get; init; }
 
+        [CommandOption("--qformer-from-bert <DIR>")]
+        [Description("stage1: initialise the Q-Former from a BERT checkpoint folder (bert-base-uncased layout), as the paper does.")]
+        public string? Bert { get; init; }
+
         [CommandOption("--data <FILE>")]
         [Description("Training pairs: JSONL {\"image\", \"caption\"} or CSV with image,caption columns; paths relative to the file.")]
         public string Data { get; init; } = "";
@@ -65,6 +69,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         {
             ValData = s.ValData is null ? null : ImageTextData.Load(s.ValData),
             QFormerFrom = s.QFormer,
+            BertFrom = s.Bert,
             Log = m => Console.Error.WriteLine(m),
         };
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

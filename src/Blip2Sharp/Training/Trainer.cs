@@ -33,6 +33,8 @@ public sealed class Trainer
     public ImageTextData? ValData { get; init; }
     /// <summary>Stage 2: a stage-1 output whose Q-Former and queries replace the init checkpoint's.</summary>
     public string? QFormerFrom { get; init; }
+    /// <summary>Stage 1: initialise the Q-Former from this BERT checkpoint folder (cross-attention and queries random).</summary>
+    public string? BertFrom { get; init; }
     public Action<string>? Log { get; init; }
 
     public Trainer(TrainStage stage, string initDir, ImageTextData data, string outDir, TrainConfig config)
@@ -221,6 +223,11 @@ public sealed class Trainer
                 ModelInit.Randomize(_objective.ItgHead, t.Config.Seed);
                 _objective.Temp.fill_(0.07);
                 if (!resuming) t.Log?.Invoke("created the ITG head (itg_head.*) and the ITC temperature: the init checkpoint has none.");
+            }
+            if (!resuming && t.BertFrom is { } bert)
+            {
+                int n = BertInit.Apply(_objective, bert, t.Config.Seed);
+                t.Log?.Invoke($"initialised the Q-Former from BERT ({n} tensors from {bert}); cross-attention, queries and heads start random.");
             }
         }
 

@@ -44,16 +44,6 @@ public static unsafe class FloatGemv
             {
                 long start = t * chunk, end = Math.Min(outF, start + chunk);
                 long o = start;
-                if (rows == 1 && inF % 8 == 0)
-                {
-                    // Two weight rows at a time: two independent streams keep more loads in flight.
-                    for (; o + 2 <= end; o += 2)
-                    {
-                        var (d0, d1) = Dot2(wp + o * inF, wp + (o + 1) * inF, xp, inF);
-                        yp[o] = d0 + (bArr is null ? 0f : bArr[o]);
-                        yp[o + 1] = d1 + (bArr is null ? 0f : bArr[o + 1]);
-                    }
-                }
                 for (; o < end; o++)
                 {
                     float* row = wp + o * inF;
@@ -64,32 +54,6 @@ public static unsafe class FloatGemv
         }
         long[] shape = [.. x.shape[..^1], outF];
         return y.view(shape);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (float, float) Dot2(float* a0, float* a1, float* b, long n)
-    {
-        var s0 = Vector256<float>.Zero;
-        var s1 = Vector256<float>.Zero;
-        var t0 = Vector256<float>.Zero;
-        var t1 = Vector256<float>.Zero;
-        long i = 0;
-        for (; i + 16 <= n; i += 16)
-        {
-            var x0 = Avx.LoadVector256(b + i);
-            var x1 = Avx.LoadVector256(b + i + 8);
-            s0 = Fma.MultiplyAdd(Avx.LoadVector256(a0 + i), x0, s0);
-            t0 = Fma.MultiplyAdd(Avx.LoadVector256(a1 + i), x0, t0);
-            s1 = Fma.MultiplyAdd(Avx.LoadVector256(a0 + i + 8), x1, s1);
-            t1 = Fma.MultiplyAdd(Avx.LoadVector256(a1 + i + 8), x1, t1);
-        }
-        for (; i + 8 <= n; i += 8)
-        {
-            var x0 = Avx.LoadVector256(b + i);
-            s0 = Fma.MultiplyAdd(Avx.LoadVector256(a0 + i), x0, s0);
-            t0 = Fma.MultiplyAdd(Avx.LoadVector256(a1 + i), x0, t0);
-        }
-        return (Vector256.Sum(Avx.Add(s0, s1)), Vector256.Sum(Avx.Add(t0, t1)));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

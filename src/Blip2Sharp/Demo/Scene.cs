@@ -1,0 +1,153 @@
+using System.Text.Json.Nodes;
+using SkiaSharp;
+
+namespace Blip2Sharp.Demo;
+
+public enum Shape { Circle, Square, Triangle }
+
+/// <summary>One object of a scene: shape, colour, size, and its place (column 0–2 left to right, row 0–2 top to bottom).</summary>
+public sealed record SceneObject(Shape Shape, string Color, bool Large, int Column, int Row)
+{
+    public string Size => Large ? "large" : "small";
+    public string ShapeName => Shape.ToString().ToLowerInvariant();
+    public string Describe(bool withSize = true) => withSize ? $"{Size} {Color} {ShapeName}" : $"{Color} {ShapeName}";
+}
+
+/// <summary>A synthetic scene: 1–3 objects on a plain background, with captions and question-answer pairs that describe it exactly.</summary>
+public sealed record Scene(string Background, IReadOnlyList<SceneObject> Objects)
+{
+    public static readonly (string Name, SKColor Color)[] Colors =
+    [
+        ("red", new SKColor(220, 30, 30)), ("green", new SKColor(30, 170, 60)), ("blue", new SKColor(40, 70, 220)),
+        ("yellow", new SKColor(235, 210, 20)), ("purple", new SKColor(140, 50, 170)), ("orange", new SKColor(245, 130, 20)),
+    ];
+
+    public static readonly (string Name, SKColor Color)[] Backgrounds =
+    [
+        ("white", new SKColor(250, 250, 250)), ("gray", new SKColor(200, 200, 200)), ("beige", new SKColor(235, 225, 200)), ("light blue", new SKColor(210, 225, 240)),
+    ];
+
+    private static readonly string[] Numbers = ["zero", "one", "two", "three"];
+
+    /// <summary>Objects ordered left to right (then top to bottom), as captions list them.</summary>
+    public IReadOnlyList<SceneObject> LeftToRight => [.. Objects.OrderBy(o => o.Column).ThenBy(o => o.Row)];
+
+    /// <summary>A random scene: distinct columns, so that "left of" is always defined; objects of one scene differ in shape or colour.</summary>
+    public static Scene Random(Random rng)
+    {
+        int count = rng.Next(1, 4);
+        var columns = new[] { 0, 1, 2 }.OrderBy(_ => rng.Next()).Take(count).ToList();
+        var objects = new List<SceneObject>();
+        foreach (int column in columns)
+        {
+            SceneObject o;
+            do
+            {
+                o = new SceneObject((Shape)rng.Next(3), Colors[rng.Next(Colors.Length)].Name, rng.Next(2) == 1, column, rng.Next(3));
+            }
+            while (objects.Any(x => x.Shape == o.Shape && x.Color == o.Color));
+            objects.Add(o);
+        }
+        return new Scene(Backgrounds[rng.Next(Backgrounds.Length)].Name, objects);
+    }
+
+    /// <summary>Anti-aliased rendering at size × size pixels.</summary>
+    public byte[] RenderPng(int size)
+    {
+        using var bitmap = new SKBitmap(new SKImageInfo(size, size, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        using (var canvas = new SKCanvas(bitmap))
+        {
+            canvas.Clear(Backgrounds.First(b => b.Name == Background).Color);
+            float cell = size / 3f;
+            foreach (var o in Objects)
+            {
+                using var paint = new SKPaint { Color = Colors.First(c => c.Name == o.Color).Color, IsAntialias = true, Style = SKPaintStyle.Fill };
+                float cx = (o.Column + 0.5f) * cell, cy = (o.Row + 0.5f) * cell;
+                float r = cell * (o.Large ? 0.45f : 0.25f);
+                switch (o.Shape)
+                {
+                    case Shape.Circle: canvas.DrawCircle(cx, cy, r, paint); break;
+                    case Shape.Square: canvas.DrawRect(cx - r, cy - r, 2 * r, 2 * r, paint); break;
+                    default:
+                        using (var path = new SKPath())
+                        {
+                            path.MoveTo(cx, cy - r);
+                            path.LineTo(cx + r, cy + r);
+                            path.LineTo(cx - r, cy + r);
+                            path.Close();
+                            canvas.DrawPath(path, paint);
+                        }
+                        break;
+                }
+            }
+        }
+        using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+        return data.ToArray();
+    }
+
+    /// <summary>Captions in several phrasings; each names every object's size, colour and shape.</summary>
+    public List<string> Captions()
+    {
+        var o = LeftToRight;
+        string List(IEnumerable<SceneObject> xs) => string.Join(" and ", xs.Select(x => "a " + x.Describe()));
+        var captions = new List<string>();
+        if (o.Count == 1)
+        {
+            captions.Add($"a {o[0].Describe()}");
+            captions.Add($"a picture of a {o[0].Describe()}");
+            captions.Add($"a {o[0].Describe()} on a {Background} background");
+        }
+        else if (o.Count == 2)
+        {
+            captions.Add($"a {o[0].Describe()} to the left of a {o[1].Describe()}");
+            captions.Add($"a {o[1].Describe()} to the right of a {o[0].Describe()}");
+            captions.Add($"there is {List(o)}");
+        }
+        else
+        {
+            captions.Add($"a {o[0].Describe()}, a {o[1].Describe()} and a {o[2].Describe()} from left to right");
+            captions.Add($"three objects: {List(o)}");
+            captions.Add($"a {o[1].Describe()} between a {o[0].Describe()} and a {o[2].Describe()}");
+        }
+        return captions;
+    }
+
+    /// <summary>Questions about colour, shape, count, position and existence, with their one-word or two-word answers.</summary>
+    public List<(string Kind, string Question, string Answer)> Questions(Random rng)
+    {
+        var qa = new List<(string, string, string)>();
+        var o = LeftToRight;
+        qa.Add(("count", "how many objects are there?", Numbers[o.Count]));
+        foreach (var x in o)
+        {
+            if (o.Count(y => y.Shape == x.Shape) == 1) qa.Add(("color", $"what color is the {x.ShapeName}?", x.Color));
+            if (o.Count(y => y.Color == x.Color) == 1) qa.Add(("shape", $"what shape is the {x.Color} object?", x.ShapeName));
+        }
+        if (o.Count > 1)
+        {
+            qa.Add(("position", "what is on the left?", o[0].Describe(false)));
+            qa.Add(("position", "what is on the right?", o[^1].Describe(false)));
+        }
+        var present = o[rng.Next(o.Count)];
+        qa.Add(("existence", $"is there a {present.Describe(false)}?", "yes"));
+        string color;
+        Shape shape;
+        do
+        {
+            color = Colors[rng.Next(Colors.Length)].Name;
+            shape = (Shape)rng.Next(3);
+        }
+        while (o.Any(x => x.Color == color && x.Shape == shape));
+        qa.Add(("existence", $"is there a {color} {shape.ToString().ToLowerInvariant()}?", "no"));
+        return qa;
+    }
+
+    public JsonObject ToJson() => new()
+    {
+        ["background"] = Background,
+        ["objects"] = new JsonArray([.. Objects.Select(x => (JsonNode)new JsonObject
+        {
+            ["shape"] = x.ShapeName, ["color"] = x.Color, ["size"] = x.Size, ["column"] = x.Column, ["row"] = x.Row,
+        })]),
+    };
+}

@@ -1,0 +1,71 @@
+using System.Text.Json.Nodes;
+using Blip2Sharp.Demo;
+using Blip2Sharp.Processing;
+using Xunit;
+
+namespace Blip2Sharp.Tests;
+
+public class SceneTests
+{
+    [Fact]
+    public void ScenesAreDeterministicForASeed()
+    {
+        string a = Fixtures.TempDir(), b = Fixtures.TempDir(), c = Fixtures.TempDir();
+        SceneDataset.Write(a, 7, 5, 2, 3);
+        SceneDataset.Write(b, 7, 5, 2, 3);
+        SceneDataset.Write(c, 8, 5, 2, 3);
+        foreach (var f in new[] { "train.jsonl", "test_qa.jsonl", "val_scenes.jsonl", "images/test/000002.png" })
+            Assert.Equal(File.ReadAllBytes(Path.Combine(a, f)), File.ReadAllBytes(Path.Combine(b, f)));
+        Assert.NotEqual(File.ReadAllText(Path.Combine(a, "train.jsonl")), File.ReadAllText(Path.Combine(c, "train.jsonl")));
+        Assert.Equal(5, File.ReadLines(Path.Combine(a, "train_scenes.jsonl")).Count());
+    }
+
+    [Fact]
+    public void CaptionsAndAnswersDescribeTheSceneExactly()
+    {
+        var rng = new Random(3);
+        for (int k = 0; k < 200; k++)
+        {
+            var scene = Scene.Random(rng);
+            Assert.InRange(scene.Objects.Count, 1, 3);
+            foreach (var caption in scene.Captions())
+                foreach (var o in scene.Objects) Assert.Contains(o.Describe(), caption);
+            var qa = scene.Questions(rng);
+            Assert.Contains(qa, q => q.Kind == "count" && q.Answer == new[] { "zero", "one", "two", "three" }[scene.Objects.Count]);
+            foreach (var (kind, question, answer) in qa.Where(q => q.Kind == "color"))
+                Assert.Contains(scene.Objects, o => question.Contains(o.ShapeName) && o.Color == answer);
+            Assert.Single(qa, q => q.Kind == "existence" && q.Answer == "yes");
+            var no = qa.Single(q => q.Kind == "existence" && q.Answer == "no");
+            Assert.DoesNotContain(scene.Objects, o => no.Question.Contains(o.Describe(false) + "?"));
+            if (scene.Objects.Count > 1)
+                Assert.Contains(qa, q => q.Question == "what is on the left?" && q.Answer == scene.LeftToRight[0].Describe(false));
+        }
+    }
+
+    [Fact]
+    public void TheRenderingShowsEachObjectInItsColourAtItsPlace()
+    {
+        var scene = new Scene("white", [new SceneObject(Shape.Square, "red", true, 0, 1), new SceneObject(Shape.Circle, "blue", false, 2, 0)]);
+        string path = Path.Combine(Fixtures.TempDir(), "s.png");
+        File.WriteAllBytes(path, scene.RenderPng(96));
+        var img = ImageDecoder.DecodeFile(path);
+        byte[] Pixel(int x, int y) => img.Pixels.AsSpan((y * img.Width + x) * 3, 3).ToArray();
+        Assert.Equal(new byte[] { 220, 30, 30 }, Pixel(16, 48));   // centre of column 0, row 1
+        Assert.Equal(new byte[] { 40, 70, 220 }, Pixel(80, 16));   // centre of column 2, row 0
+        Assert.Equal(new byte[] { 250, 250, 250 }, Pixel(48, 80)); // empty cell: background
+        Assert.Equal("a large red square to the left of a small blue circle", scene.Captions()[0]);
+    }
+
+    [Fact]
+    public void DemoDataCommandWritesTheTrainerFormat()
+    {
+        string dir = Fixtures.TempDir();
+        var r = CliRunner.Run("demo", "data", "--out", dir, "--train", "4", "--val", "1", "--test", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var data = Training.ImageTextData.Load(Path.Combine(dir, "train.jsonl"));
+        Assert.Equal(12, data.Pairs.Count); // three phrasings per scene
+        Assert.All(data.Pairs, p => Assert.True(File.Exists(p.Image)));
+        var qa = JsonNode.Parse(File.ReadLines(Path.Combine(dir, "test_qa.jsonl")).First())!;
+        Assert.NotNull(qa["question"]);
+    }
+}
