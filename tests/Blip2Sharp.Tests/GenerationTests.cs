@@ -44,16 +44,7 @@ public class GenerationTests
         var x = Fixtures.Goldens(fixture);
         var manifest = Fixtures.Manifest(fixture);
         gen = new Blip2Generator(Model(fixture));
-        var kw = manifest["calls"]!.AsArray().First(c => (string)c!["name"]! == call)!["kwargs"];
-        var o = new GenerationOptions
-        {
-            MaxNewTokens = kw?["max_new_tokens"] is { } m ? (int)m : 12,
-            MinNewTokens = kw?["min_new_tokens"] is { } mn ? (int)mn : 0,
-            NumBeams = kw?["num_beams"] is { } nb ? (int)nb : 1,
-            LengthPenalty = kw?["length_penalty"] is { } lp ? (double)lp : 1.0,
-            NoRepeatNgramSize = kw?["no_repeat_ngram_size"] is { } ng ? (int)ng : 0,
-            EosTokenId = kw?["eos_token_id"] is { } e ? [(int)e] : null,
-        };
+        var o = OptionsOf(manifest, call);
         var pixels = x["pixel_values"];
         return call switch
         {
@@ -64,13 +55,11 @@ public class GenerationTests
         };
     }
 
-    /// <summary>A golden call's row run alone, without the padding the batch needed.</summary>
-    internal static IReadOnlyList<int> RunSingleUnpadded(string fixture, string call, int row)
+    /// <summary>The generate() arguments a golden call recorded (max_new_tokens 12 where it gave none).</summary>
+    private static GenerationOptions OptionsOf(System.Text.Json.Nodes.JsonObject manifest, string call)
     {
-        var x = Fixtures.Goldens(fixture);
-        var manifest = Fixtures.Manifest(fixture);
         var kw = manifest["calls"]!.AsArray().First(c => (string)c!["name"]! == call)!["kwargs"];
-        var o = new GenerationOptions
+        return new GenerationOptions
         {
             MaxNewTokens = kw?["max_new_tokens"] is { } m ? (int)m : 12,
             MinNewTokens = kw?["min_new_tokens"] is { } mn ? (int)mn : 0,
@@ -79,6 +68,14 @@ public class GenerationTests
             NoRepeatNgramSize = kw?["no_repeat_ngram_size"] is { } ng ? (int)ng : 0,
             EosTokenId = kw?["eos_token_id"] is { } e ? [(int)e] : null,
         };
+    }
+
+    /// <summary>A golden call's row run alone, without the padding the batch needed.</summary>
+    internal static IReadOnlyList<int> RunSingleUnpadded(string fixture, string call, int row)
+    {
+        var x = Fixtures.Goldens(fixture);
+        var manifest = Fixtures.Manifest(fixture);
+        var o = OptionsOf(manifest, call);
         var keep = x["gen_attention_mask"][row].nonzero().squeeze(1);
         var gen = new Blip2Generator(Model(fixture));
         return gen.Generate(x["pixel_values"][row..(row + 1)], x["gen_input_ids"][row].index_select(0, keep).unsqueeze(0), null, o)[0][0].Tokens;

@@ -102,19 +102,8 @@ public sealed class Blip2Retriever : IDisposable
     public ImageFeatures EncodeImages(IReadOnlyList<string> paths) => EncodePixels(ImageProcessor.PreprocessFiles(paths));
 
     /// <summary>[CLS] text [SEP], cut to MaxTextTokens, right-padded.</summary>
-    public (Tensor InputIds, Tensor AttentionMask) Tokenize(IReadOnlyList<string> texts)
-    {
-        var rows = texts.Select(t =>
-        {
-            var ids = Tokenizer.Encode(t, addSpecialTokens: false).Ids.Take(MaxTextTokens - 2).ToList();
-            return Tokenizer.BuildInputsWithSpecialTokens(ids);
-        }).ToList();
-        int width = rows.Max(r => r.Count);
-        int pad = Tokenizer.PadTokenId ?? 0;
-        var ids = rows.SelectMany(r => r.Select(x => (long)x).Concat(Enumerable.Repeat((long)pad, width - r.Count))).ToArray();
-        var mask = rows.SelectMany(r => Enumerable.Repeat(1L, r.Count).Concat(Enumerable.Repeat(0L, width - r.Count))).ToArray();
-        return (tensor(ids).reshape(rows.Count, width), tensor(mask).reshape(rows.Count, width));
-    }
+    public (Tensor InputIds, Tensor AttentionMask) Tokenize(IReadOnlyList<string> texts) =>
+        Tokenizer.PadRight([.. texts.Select(t => Tokenizer.EncodeTruncated(t, MaxTextTokens))]);
 
     /// <summary>Normalised ITC text embeddings [T, D] (text_projection of the [CLS] output).</summary>
     public TextFeatures EncodeTexts(IReadOnlyList<string> texts)

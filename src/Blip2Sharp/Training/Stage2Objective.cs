@@ -33,15 +33,8 @@ public sealed class Stage2Objective
         ((nn.Module?)Model.Opt ?? Model.T5!).eval();
     }
 
-    private (Tensor Ids, Tensor Mask) Encode(IReadOnlyList<string> texts)
-    {
-        var rows = texts.Select(t => Tokenizer.Encode(t).Ids.Take(MaxTextTokens).ToList()).ToList();
-        int width = Math.Max(1, rows.Max(r => r.Count));
-        int pad = Tokenizer.PadTokenId ?? 0;
-        var ids = rows.SelectMany(r => r.Select(x => (long)x).Concat(Enumerable.Repeat((long)pad, width - r.Count))).ToArray();
-        var mask = rows.SelectMany(r => Enumerable.Repeat(1L, r.Count).Concat(Enumerable.Repeat(0L, width - r.Count))).ToArray();
-        return (tensor(ids).reshape(rows.Count, width), tensor(mask).reshape(rows.Count, width));
-    }
+    private (Tensor Ids, Tensor Mask) Encode(IReadOnlyList<string> texts) =>
+        Tokenizer.PadRight([.. texts.Select(t => Tokenizer.EncodeTruncated(t, MaxTextTokens))]);
 
     public Tensor Loss(Tensor pixelValues, IReadOnlyList<string> captions, Random rng)
     {

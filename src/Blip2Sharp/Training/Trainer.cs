@@ -238,11 +238,7 @@ public sealed class Trainer
 
         public Dictionary<string, Tensor> Losses(Tensor pixels, IReadOnlyList<string> captions, long globalBatch)
         {
-            var rows = captions.Select(c => _tokenizer.BuildInputsWithSpecialTokens(_tokenizer.Encode(c, false).Ids.Take(_t.Config.MaxTextTokens - 2).ToList())).ToList();
-            int width = rows.Max(r => r.Count);
-            int pad = _tokenizer.PadTokenId ?? 0;
-            var ids = tensor(rows.SelectMany(r => r.Select(x => (long)x).Concat(Enumerable.Repeat((long)pad, width - r.Count))).ToArray()).reshape(rows.Count, width);
-            var mask = tensor(rows.SelectMany(r => Enumerable.Repeat(1L, r.Count).Concat(Enumerable.Repeat(0L, width - r.Count))).ToArray()).reshape(rows.Count, width);
+            var (ids, mask) = _tokenizer.PadRight([.. captions.Select(c => _tokenizer.EncodeTruncated(c, _t.Config.MaxTextTokens))]);
             var gen = new Generator((ulong)(_t.Config.Seed * 7919 + globalBatch));
             var l = _objective.Forward(pixels, ids, mask, gen);
             return new() { ["loss_itc"] = l.Itc, ["loss_itm"] = l.Itm, ["loss_itg"] = l.Itg };

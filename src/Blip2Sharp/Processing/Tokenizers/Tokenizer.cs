@@ -201,6 +201,26 @@ public abstract class Tokenizer
         return new Encoding(ids, tokens);
     }
 
+    /// <summary>
+    /// Ids of a text with the model's special tokens, the text itself cut so that the whole fits in maxTokens
+    /// (as the reference's truncation does: the specials are kept).
+    /// </summary>
+    public List<int> EncodeTruncated(string text, int maxTokens)
+    {
+        int specials = BuildInputsWithSpecialTokens([]).Count;
+        return BuildInputsWithSpecialTokens([.. Encode(text, addSpecialTokens: false).Ids.Take(Math.Max(0, maxTokens - specials))]);
+    }
+
+    /// <summary>Rows of ids right-padded with the pad id → input_ids and attention_mask [B, T] (int64).</summary>
+    public (TorchSharp.torch.Tensor InputIds, TorchSharp.torch.Tensor AttentionMask) PadRight(IReadOnlyList<IReadOnlyList<int>> rows)
+    {
+        int width = Math.Max(1, rows.Max(r => r.Count));
+        long pad = PadTokenId ?? 0;
+        var ids = rows.SelectMany(r => r.Select(x => (long)x).Concat(Enumerable.Repeat(pad, width - r.Count))).ToArray();
+        var mask = rows.SelectMany(r => Enumerable.Repeat(1L, r.Count).Concat(Enumerable.Repeat(0L, width - r.Count))).ToArray();
+        return (TorchSharp.torch.tensor(ids).reshape(rows.Count, width), TorchSharp.torch.tensor(mask).reshape(rows.Count, width));
+    }
+
     /// <summary>Encodes texts and pads them to the longest with the pad id, on the left or the right.</summary>
     public (long[][] InputIds, long[][] AttentionMask) EncodeBatch(IReadOnlyList<string> texts, bool padLeft, bool addSpecialTokens = true)
     {
