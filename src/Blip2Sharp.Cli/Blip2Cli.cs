@@ -22,28 +22,28 @@ public static class Blip2Cli
             c.AddCommand<CaptionCommand>("caption")
                 .WithDescription("Caption images (zero-shot, or continuing --prompt).")
                 .WithExample("caption", "photo.jpg", "--model", "models/blip2-opt-2.7b")
-                .WithExample("caption", "photos/", "--model", "models/blip2-opt-2.7b", "--prompt", "a photo of", "--num-beams", "5", "--json");
+                .WithExample("caption", "photos/", "--model", "models/blip2-opt-2.7b", "--prompt", "\"a photo of\"", "--num-beams", "5", "--json");
             c.AddCommand<AskCommand>("ask")
                 .WithDescription("Answer a question about an image (the paper's zero-shot VQA prompt and preset: beam 5, at most 10 new tokens).")
-                .WithExample("ask", "photo.jpg", "what is the man holding?", "--model", "models/blip2-opt-2.7b");
+                .WithExample("ask", "photo.jpg", "\"what is the man holding?\"", "--model", "models/blip2-opt-2.7b");
             c.AddCommand<ChatCommand>("chat")
                 .WithDescription("Talk about an image, turn after turn; answers stream as they are generated.")
                 .WithExample("chat", "photo.jpg", "--model", "models/blip2-flan-t5-xl");
             c.AddCommand<TokenizeCommand>("tokenize")
                 .WithDescription("Show the ids and tokens a checkpoint's tokenizer gives for texts.")
-                .WithExample("tokenize", "--model", "models/blip2-opt-2.7b", "a photo of a cat", "--json");
+                .WithExample("tokenize", "--model", "models/blip2-opt-2.7b", "\"a photo of a cat\"", "--json");
             c.AddCommand<MatchCommand>("match")
                 .WithDescription("Score every image against every text: ITM match probability and ITC similarity (Q-Former only, no LLM).")
-                .WithExample("match", "--model", "models/blip2-itm-vit-g", "--image", "a.jpg", "--image", "b.jpg", "--text", "a dog", "--text", "a cat");
+                .WithExample("match", "--model", "models/blip2-itm-vit-g", "--image", "a.jpg", "--image", "b.jpg", "--text", "\"a dog\"", "--text", "\"a cat\"");
             c.AddCommand<EmbedCommand>("embed")
                 .WithDescription("Image, text and multimodal embeddings, to safetensors or JSON.")
-                .WithExample("embed", "--model", "models/blip2-itm-vit-g", "--image", "a.jpg", "--text", "a dog", "--out", "embeddings.safetensors");
+                .WithExample("embed", "--model", "models/blip2-itm-vit-g", "--image", "a.jpg", "--text", "\"a dog\"", "--out", "embeddings.safetensors");
             c.AddCommand<IndexCommand>("index")
                 .WithDescription("Embed every image under a folder into an index database (incremental; Ctrl-C keeps what is done).")
                 .WithExample("index", "photos/", "--model", "models/blip2-itm-vit-g", "--db", "photos.db");
             c.AddCommand<SearchCommand>("search")
                 .WithDescription("Find indexed images by text (ITC over the whole collection, top 128 re-ranked by ITM) or by --image.")
-                .WithExample("search", "a dog on a beach", "--db", "photos.db", "--model", "models/blip2-itm-vit-g", "--top", "5");
+                .WithExample("search", "\"a dog on a beach\"", "--db", "photos.db", "--model", "models/blip2-itm-vit-g", "--top", "5");
             c.AddCommand<TrainCommand>("train")
                 .WithDescription("Train the Q-Former: stage1 (ITC, ITM, ITG) or stage2 (generative, frozen LLM).")
                 .WithExample("train", "stage1", "--init", "models/blip2-itm-vit-g", "--data", "pairs.jsonl", "--out", "runs/s1", "--max-steps", "1000")
