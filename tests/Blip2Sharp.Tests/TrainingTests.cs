@@ -152,7 +152,9 @@ public class TrainingTests
         string data = MakeDataset(16);
         string s1 = Path.Combine(Fixtures.TempDir(), "s1");
         var cfg = new TrainConfig { MaxSteps = 40, BatchSize = 8, Lr = 2e-3, WarmupSteps = 0, LogEvery = 5, SaveEvery = 20, Seed = 5 };
-        string ck1 = new Trainer(TrainStage.Stage1, Fixtures.Dir("tiny-itm"), ImageTextData.Load(data), s1, cfg).Run(resume: false);
+        var log1 = new List<string>();
+        string ck1 = new Trainer(TrainStage.Stage1, Fixtures.Dir("tiny-itm"), ImageTextData.Load(data), s1, cfg with { EvalEvery = 40, DropLastVisionLayers = 1 }) { ValData = ImageTextData.Load(data), Log = log1.Add }.Run(resume: false);
+        Assert.Contains(log1, l => l.StartsWith("step 40: held-out retrieval R@1"));
         var m1 = Metrics(s1);
         for (int col = 1; col <= 3; col++) Assert.True(m1[^1][col] < m1[0][col], $"stage-1 loss column {col}: {m1[0][col]} → {m1[^1][col]}");
         Assert.True(File.Exists(Path.Combine(s1, "metrics.png")));
@@ -161,8 +163,10 @@ public class TrainingTests
         Assert.True(match.ExitCode == 0, match.Stderr);
 
         string s2 = Path.Combine(Fixtures.TempDir(), "s2");
-        var cfg2 = cfg with { MaxSteps = 30 };
-        string ck2 = new Trainer(TrainStage.Stage2, Fixtures.Dir("tiny-opt"), ImageTextData.Load(data), s2, cfg2) { QFormerFrom = ck1 }.Run(resume: false);
+        var cfg2 = cfg with { MaxSteps = 30, EvalEvery = 30 };
+        var log = new List<string>();
+        string ck2 = new Trainer(TrainStage.Stage2, Fixtures.Dir("tiny-opt"), ImageTextData.Load(data), s2, cfg2) { QFormerFrom = ck1, ValData = ImageTextData.Load(data), Log = log.Add }.Run(resume: false);
+        Assert.Contains(log, l => l.StartsWith("step 30: held-out loss") && l.Contains("samples: img"));
         var m2 = Metrics(s2);
         Assert.True(m2[^1][1] < m2[0][1], $"stage-2 loss: {m2[0][1]} → {m2[^1][1]}");
         var caption = CliRunner.Run("caption", img, "--model", ck2, "--max-new-tokens", "5", "--json");

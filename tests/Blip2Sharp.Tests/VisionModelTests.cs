@@ -9,6 +9,23 @@ namespace Blip2Sharp.Tests;
 
 public class VisionModelTests
 {
+    [Fact]
+    public void DroppingTheLastLayerUsesTheSecondLastOutput()
+    {
+        var config = Blip2Config.Load(Fixtures.Dir("tiny-opt"), new ConfigWarnings());
+        using var model = new Blip2VisionModel(config.VisionConfig, ModelOptions.Cpu);
+        using var reader = CheckpointReader.Open(Fixtures.Dir("tiny-opt"));
+        WeightLoader.Load(model, reader, new WeightMapping { IgnoredPrefixes = ["query_tokens", "qformer.", "language_"] }, "vision_model.");
+        var g = new GoldenAssert("tiny-opt");
+        using var noGrad = no_grad();
+        using var dropped = model.Forward(g.Goldens["pixel_values"], outputHiddenStates: true, dropLastLayers: 1);
+        Assert.Equal(2, dropped.HiddenStates!.Count); // embeddings, then layer 0's output
+        g.Close("vision_hidden_states.1", dropped.HiddenStates[1]);
+        using var full = model.Forward(g.Goldens["pixel_values"]);
+        Assert.True((dropped.LastHiddenState - full.LastHiddenState).abs().max().item<float>() > 1e-3);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.Forward(g.Goldens["pixel_values"], dropLastLayers: 2));
+    }
+
     [Theory]
     [InlineData("tiny-opt")]
     [InlineData("tiny-t5")]

@@ -35,6 +35,8 @@ public sealed class Stage1Objective : nn.Module
     public ItgHead ItgHead => _itgHead;
     public Parameter Temp => _temp;
     public int DecTokenId { get; }
+    /// <summary>Frozen vision layers skipped at the end (see TrainConfig.DropLastVisionLayers).</summary>
+    public int DropLastVisionLayers { get; init; }
     public int PadTokenId { get; }
 
     public Stage1Objective(Blip2ForImageTextRetrieval model, int decTokenId, int padTokenId) : base(nameof(Stage1Objective))
@@ -98,7 +100,7 @@ public sealed class Stage1Objective : nn.Module
         long b = inputIds.shape[0];
         int q = (int)_model.QueryTokens.shape[1];
         Tensor imageEmbeds;
-        using (no_grad()) imageEmbeds = _model.EncodeImage(pixelValues).LastHiddenState.detach(); // frozen ViT
+        using (no_grad()) imageEmbeds = _model.VisionModel.Forward(pixelValues.to(dev), dropLastLayers: DropLastVisionLayers).LastHiddenState.detach(); // frozen ViT
 
         // Queries read the image; their self-attention keys/values are kept for ITG.
         var queries = _model.QueryTokens.expand(b, -1, -1);

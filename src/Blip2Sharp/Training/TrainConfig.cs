@@ -24,6 +24,9 @@ public sealed record TrainConfig
     /// <summary>Captions longer than this many tokens are cut (stated in the log): 32, as LAVIS's max_txt_len.</summary>
     [JsonPropertyName("max_text_tokens")] public int MaxTextTokens { get; init; } = 32;
     [JsonPropertyName("augment")] public bool Augment { get; init; } = true;
+    /// <summary>Stage 1: frozen vision layers skipped at the end (the paper drops EVA-CLIP's last one; the official
+    /// BLIP-2 weights already have it removed, so 0 for them).</summary>
+    [JsonPropertyName("drop_last_vision_layers")] public int DropLastVisionLayers { get; init; }
 
     public static TrainConfig Load(string path) =>
         ConfigJson.Bind<TrainConfig>(ConfigJson.ReadObject(path), path, new ConfigWarnings());

@@ -91,6 +91,15 @@ public sealed class Trainer
         var sums = session.LossNames.ToDictionary(n => n, _ => 0.0);
         int counted = 0;
 
+        // Images of the next micro-batch are decoded and augmented on other threads while the current one trains.
+        Task<(List<ImageTextPair> Batch, RgbImage?[] Images)> Load(long global) => Task.Run(() =>
+        {
+            var batch = BatchAt(global);
+            return (batch, ImageTextData.LoadImages(batch.Select(p => p.Image).ToList(), session.ImageProcessor, Config.Augment, Config.Seed, (int)global));
+        });
+        long firstGlobal = (long)start * Config.GradAccumulation;
+        var next = start < Config.MaxSteps ? Load(firstGlobal) : null;
+
         for (int step = start + 1; step <= Config.MaxSteps; step++)
         {
             ct.ThrowIfCancellationRequested();
@@ -100,8 +109,8 @@ public sealed class Trainer
             for (int micro = 0; micro < Config.GradAccumulation; micro++)
             {
                 long global = (long)(step - 1) * Config.GradAccumulation + micro;
-                var batch = BatchAt(global);
-                var images = ImageTextData.LoadImages(batch.Select(p => p.Image).ToList(), session.ImageProcessor, Config.Augment, Config.Seed, (int)global);
+                var (batch, images) = next!.Result;
+                next = global + 1 < (long)Config.MaxSteps * Config.GradAccumulation ? Load(global + 1) : null;
                 var ok = Enumerable.Range(0, batch.Count).Where(i => images[i] is not null).ToList();
                 skipped += batch.Count - ok.Count;
                 if (ok.Count < (Stage == TrainStage.Stage1 ? 2 : 1)) continue;
@@ -200,7 +209,7 @@ public sealed class Trainer
             var model = Blip2ForImageTextRetrieval.FromPretrained(dir, warnings: warnings);
             _tokenizer = Tokenizer.FromPretrained(t.InitDir, warnings);
             int dec = _tokenizer.BosTokenId ?? throw new InvalidConfigException($"{t.InitDir}: the Q-Former tokenizer has no [DEC] bos token, which ITG needs.");
-            _objective = new Stage1Objective(model, dec, _tokenizer.PadTokenId ?? 0);
+            _objective = new Stage1Objective(model, dec, _tokenizer.PadTokenId ?? 0) { DropLastVisionLayers = t.Config.DropLastVisionLayers };
             ImageProcessor = Processor(t.InitDir, model.Config, warnings);
             string heads = Path.Combine(dir, "itg_head.safetensors");
             if (File.Exists(heads))
@@ -334,7 +343,22 @@ public sealed class Trainer
                 sum += _objective.Loss(pixels, ok.Select(i => chunk[i].Caption).ToList(), new Random(0)).item<float>() * ok.Count;
                 n += ok.Count;
             }
-            return $"held-out loss {sum / Math.Max(1, n):F4}";
+            // A few sample captions (greedy, no prompt), to see what the model says.
+            var samples = new List<string>();
+            var first = val.Pairs.Select(p => p.Image).Distinct().Take(3).ToList();
+            var decoded = ImageTextData.LoadImages(first, ImageProcessor, false, 0, 0);
+            var readable = Enumerable.Range(0, first.Count).Where(i => decoded[i] is not null).ToList();
+            if (readable.Count > 0)
+            {
+                using var scope = NewDisposeScope();
+                var pixels = ImageProcessor.Preprocess(readable.Select(i => decoded[i]!).ToList());
+                var empty = _objective.Tokenizer.Encode("").Ids;
+                var ids = tensor(Enumerable.Range(0, readable.Count).SelectMany(_ => empty.Select(x => (long)x)).ToArray()).reshape(readable.Count, empty.Count);
+                var generated = new Generation.Blip2Generator(_objective.Model).Generate(pixels, ids, null, new Generation.GenerationOptions { MaxNewTokens = 20 }, useImageTokens: false);
+                for (int i = 0; i < readable.Count; i++)
+                    samples.Add($"{Path.GetFileName(first[readable[i]])}: \"{_objective.Tokenizer.Decode(generated[i][0].Tokens.Where(t => t < _objective.Tokenizer.Count), skipSpecialTokens: true).Trim()}\"");
+            }
+            return $"held-out loss {sum / Math.Max(1, n):F4}; samples: {string.Join("; ", samples)}";
         }
 
         public void Dispose() => _objective.Model.Dispose();

@@ -34,13 +34,18 @@ public sealed class Blip2VisionModel : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>pixel_values [B, 3, H, W] → last_hidden_state [B, 1 + N, D], pooler_output [B, D].</summary>
-    public VisionOutput Forward(Tensor pixelValues, bool outputHiddenStates = false)
+    /// <summary>
+    /// pixel_values [B, 3, H, W] → last_hidden_state [B, 1 + N, D], pooler_output [B, D]. dropLastLayers skips the
+    /// final layers, as the paper does with EVA-CLIP (its last layer removed, the second-last output used).
+    /// </summary>
+    public VisionOutput Forward(Tensor pixelValues, bool outputHiddenStates = false, int dropLastLayers = 0)
     {
+        if (dropLastLayers < 0 || dropLastLayers >= _encoder.Layers.Count)
+            throw new ArgumentOutOfRangeException(nameof(dropLastLayers), $"can drop 0 to {_encoder.Layers.Count - 1} of {_encoder.Layers.Count} layers.");
         using var scope = NewDisposeScope();
         var h = _embeddings.forward(pixelValues);
         var states = outputHiddenStates ? new List<Tensor>() : null;
-        foreach (var layer in _encoder.Layers)
+        foreach (var layer in _encoder.Layers.Take(_encoder.Layers.Count - dropLastLayers))
         {
             states?.Add(h);
             h = layer.forward(h);
