@@ -56,23 +56,26 @@ public static unsafe class FloatGemv
         return y.view(shape);
     }
 
+    /// <summary>Dot product with eight independent accumulators (enough loads in flight to stream at memory speed).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot(float* a, float* b, long n)
     {
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
-        var acc2 = Vector256<float>.Zero;
-        var acc3 = Vector256<float>.Zero;
+        var acc0 = Vector256<float>.Zero; var acc1 = acc0; var acc2 = acc0; var acc3 = acc0;
+        var acc4 = acc0; var acc5 = acc0; var acc6 = acc0; var acc7 = acc0;
         long i = 0;
-        for (; i + 32 <= n; i += 32)
+        for (; i + 64 <= n; i += 64)
         {
             acc0 = Fma.MultiplyAdd(Avx.LoadVector256(a + i), Avx.LoadVector256(b + i), acc0);
             acc1 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 8), Avx.LoadVector256(b + i + 8), acc1);
             acc2 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 16), Avx.LoadVector256(b + i + 16), acc2);
             acc3 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 24), Avx.LoadVector256(b + i + 24), acc3);
+            acc4 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 32), Avx.LoadVector256(b + i + 32), acc4);
+            acc5 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 40), Avx.LoadVector256(b + i + 40), acc5);
+            acc6 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 48), Avx.LoadVector256(b + i + 48), acc6);
+            acc7 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 56), Avx.LoadVector256(b + i + 56), acc7);
         }
         for (; i + 8 <= n; i += 8) acc0 = Fma.MultiplyAdd(Avx.LoadVector256(a + i), Avx.LoadVector256(b + i), acc0);
-        float sum = Vector256.Sum(Avx.Add(Avx.Add(acc0, acc1), Avx.Add(acc2, acc3)));
+        float sum = Vector256.Sum(Avx.Add(Avx.Add(Avx.Add(acc0, acc1), Avx.Add(acc2, acc3)), Avx.Add(Avx.Add(acc4, acc5), Avx.Add(acc6, acc7))));
         for (; i < n; i++) sum += a[i] * b[i];
         return sum;
     }
