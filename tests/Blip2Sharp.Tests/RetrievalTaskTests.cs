@@ -72,6 +72,23 @@ public class RetrievalTaskTests
     }
 
     [Fact]
+    public void EmbedReadsImageFeaturesFromAGenerationCheckpointWithoutItsLanguageModel()
+    {
+        var manifest = Fixtures.Manifest("tiny-opt");
+        var imgs = manifest["images"]!.AsArray().Select(p => Path.Combine(Fixtures.Dir("tiny-opt"), (string)p!)).ToList();
+        string outFile = Path.Combine(Fixtures.TempDir(), "q.safetensors");
+        var res = CliRunner.Run("embed", "--model", Fixtures.Dir("tiny-opt"), "--image", imgs[0], "--image", imgs[1], "--out", outFile);
+        Assert.True(res.ExitCode == 0, res.Stderr);
+        using var f = SafetensorsFile.Open(outFile);
+        new GoldenAssert("tiny-opt").Close("blip2model_qformer_features.last_hidden_state", f.ReadTensor("query_outputs"));
+        using var model = Modeling.Blip2ImageFeatureModel.FromPretrained(Fixtures.Dir("tiny-opt"));
+        Assert.DoesNotContain(model.named_parameters(), p => p.name.StartsWith("language"));
+        var withText = CliRunner.Run("embed", "--model", Fixtures.Dir("tiny-opt"), "--image", imgs[0], "--text", "a cat");
+        Assert.Equal(1, withText.ExitCode);
+        Assert.Contains("image features only", withText.Stderr);
+    }
+
+    [Fact]
     public void AGenerationCheckpointIsRefusedWithAClearMessage()
     {
         var res = CliRunner.Run("match", "--model", Fixtures.Dir("tiny-opt"), "--image", Images()[0], "--text", "a cat");

@@ -13,7 +13,7 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
     public sealed class Settings : CommandSettings
     {
         [CommandOption("-m|--model <DIR>")]
-        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval).")]
+        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval); a generation checkpoint gives image query outputs only, without loading its LLM.")]
         public string Model { get; init; } = "";
 
         [CommandOption("-i|--image <PATH>")]
@@ -41,6 +41,9 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        var config = Configuration.Blip2Config.Load(settings.Model, new Configuration.ConfigWarnings());
+        if (!config.QFormerConfig.UseQFormerTextInput)
+            return QueryFeaturesOnly(settings, config);
         using var retriever = Blip2Retriever.FromPretrained(settings.Model);
         foreach (var w in retriever.Warnings) Blip2Cli.Warn(w);
         var tensors = new Dictionary<string, Tensor>();
@@ -58,20 +61,38 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
         }
         if (settings.Multimodal) tensors["multimodal_embeds"] = retriever.MultimodalEmbeds(images!, texts!);
 
+        Write(settings, tensors);
+        images?.Dispose();
+        texts?.Dispose();
+        return 0;
+    }
+
+    /// <summary>A generation checkpoint: vision + Q-Former only (its LLM is not loaded), image query outputs [Q, E].</summary>
+    private static int QueryFeaturesOnly(Settings settings, Configuration.Blip2Config config)
+    {
+        if (settings.Texts.Length > 0 || settings.Multimodal)
+            throw new ArgumentException($"{settings.Model} has no Q-Former text path or projections (a generation checkpoint): it gives image features only; drop --text / --multimodal, or use a retrieval checkpoint.");
+        using var model = Modeling.Blip2ImageFeatureModel.FromPretrained(settings.Model);
+        var processor = File.Exists(Path.Combine(settings.Model, "preprocessor_config.json"))
+            ? Processing.BlipImageProcessor.FromPretrained(settings.Model, new Configuration.ConfigWarnings())
+            : new Processing.BlipImageProcessor(Configuration.ImageProcessorConfig.ForSize(config.VisionConfig.ImageSize));
+        using var pixels = processor.PreprocessFiles(settings.Images);
+        var tensors = new Dictionary<string, Tensor> { ["query_outputs"] = model.QueryOutputs(pixels) };
+        Write(settings, tensors);
+        return 0;
+    }
+
+    private static void Write(Settings settings, Dictionary<string, Tensor> tensors)
+    {
         if (settings.Out is { } path && path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
             SafetensorsWriter.Save(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
             Console.Error.WriteLine($"wrote {string.Join(", ", tensors.Select(kv => $"{kv.Key} [{string.Join(", ", kv.Value.shape)}]"))} to {path}");
+            return;
         }
-        else
-        {
-            var json = JsonSerializer.Serialize(tensors.ToDictionary(kv => kv.Key, kv => ToNested(kv.Value)), new JsonSerializerOptions { WriteIndented = false });
-            if (settings.Out is { } jsonPath) File.WriteAllText(jsonPath, json);
-            else Blip2Cli.Out(json);
-        }
-        images?.Dispose();
-        texts?.Dispose();
-        return 0;
+        var json = JsonSerializer.Serialize(tensors.ToDictionary(kv => kv.Key, kv => ToNested(kv.Value)));
+        if (settings.Out is { } jsonPath) File.WriteAllText(jsonPath, json);
+        else Blip2Cli.Out(json);
     }
 
     private static object ToNested(Tensor t) => t.dim() == 1
