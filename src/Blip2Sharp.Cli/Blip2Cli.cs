@@ -90,6 +90,15 @@ public static class Blip2Cli
         {
             return Fail(e.Message, InputError);
         }
+        catch (OperationCanceledException)
+        {
+            return Fail("interrupted.", 130);
+        }
+        catch (Exception e)
+        {
+            // Anything else is a bug in Blip2Sharp or its native engine: one line, not a stack dump.
+            return Fail($"unexpected {e.GetType().Name}: {e.Message} (please report this)", 3);
+        }
     }
 
     private static int Fail(string message, int code)

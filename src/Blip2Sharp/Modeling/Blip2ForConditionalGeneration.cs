@@ -91,6 +91,8 @@ public sealed class Blip2ForConditionalGeneration : nn.Module
     public static Blip2ForConditionalGeneration FromPretrained(string folder, ModelOptions? options = null, ConfigWarnings? warnings = null)
     {
         var config = Blip2Config.Load(folder, warnings ?? new ConfigWarnings());
+        if (config.Architectures?.Contains("Blip2ForImageTextRetrieval") == true)
+            throw new InvalidConfigException($"{folder} is a Blip2ForImageTextRetrieval checkpoint: it has no language model to generate text with; use it with `blip2 match`, `embed`, `index` or `search`.");
         var model = new Blip2ForConditionalGeneration(config, options ?? ModelOptions.Cpu);
         try
         {
