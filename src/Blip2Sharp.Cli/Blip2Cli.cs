@@ -54,6 +54,12 @@ public static class Blip2Cli
                 demo.AddCommand<DemoDataCommand>("data")
                     .WithDescription("Render a deterministic dataset of synthetic scenes with captions and question-answer pairs.")
                     .WithExample("demo", "data", "--out", "scenes", "--seed", "1");
+                demo.AddCommand<DemoTrainCommand>("train")
+                    .WithDescription("Rebuild the demo from scratch: scenes, a text-only OPT, an attribute-trained ViT, then BLIP-2 stage 1 and stage 2.")
+                    .WithExample("demo", "train", "--out", "demo-run", "--seed", "1");
+                demo.AddCommand<DemoEvalCommand>("eval")
+                    .WithDescription("Evaluate a demo model on a freshly generated test split: caption accuracy, zero-shot VQA, retrieval R@1.")
+                    .WithExample("demo", "eval", "--model", "demo-run", "--seed", "7", "--json");
             });
             c.AddBranch("eval", eval =>
             {

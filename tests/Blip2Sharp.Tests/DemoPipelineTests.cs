@@ -36,5 +36,25 @@ public class DemoPipelineTests
         using var images = retriever.EncodeImages([image]);
         using var texts = retriever.EncodeTexts(["a red circle", "a blue square"]);
         Assert.Equal(new long[] { 1, 2 }, retriever.ItmProbabilities(images, texts).shape);
+
+        var eval = CliRunner.Run("demo", "eval", "--model", work, "--scenes", "6", "--seed", "4", "--json");
+        Assert.True(eval.ExitCode == 0, eval.Stderr);
+        var j = System.Text.Json.Nodes.JsonNode.Parse(eval.Stdout)!;
+        foreach (var k in new[] { "caption_accuracy", "vqa_accuracy", "retrieval_t2i_r1", "retrieval_i2t_r1" })
+            Assert.InRange((double)j[k]!, 0.0, 1.0);
+        Assert.Equal(6, (int)j["test_images"]!);
+    }
+
+    [Fact]
+    public void CaptionsAndAnswersAreJudgedExactly()
+    {
+        var objects = new[] { new SceneObject(Shape.Circle, "red", true, 0, 0), new SceneObject(Shape.Square, "blue", false, 2, 1) };
+        Assert.True(DemoEvaluation.CaptionCorrect("a large red circle to the left of a small blue square", objects));
+        Assert.False(DemoEvaluation.CaptionCorrect("a large red circle to the left of a large blue square", objects));     // wrong size
+        Assert.False(DemoEvaluation.CaptionCorrect("a large red circle, a small blue square and a green triangle", objects)); // an extra object
+        Assert.True(DemoEvaluation.AnswerCorrect("red", "red"));
+        Assert.True(DemoEvaluation.AnswerCorrect(" Red.", "red"));
+        Assert.False(DemoEvaluation.AnswerCorrect("blue", "red"));
+        Assert.True(DemoEvaluation.AnswerCorrect("red circle", "red circle"));
     }
 }
