@@ -88,7 +88,7 @@ public static class VisionPretraining
             for (int k = 0; k < Heads.Length; k++)
             {
                 var l = logits[.., .., offset..(offset + Heads[k])].reshape(-1, Heads[k]);
-                loss = loss + F.cross_entropy(l, targets[.., .., k].reshape(-1), ignore_index: -100);
+                loss = Modeling.Layers.Scalars.Add(loss, F.cross_entropy(l, targets[.., .., k].reshape(-1), ignore_index: -100));
                 offset += Heads[k];
             }
             optimizer.ZeroGrad();

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
 
@@ -38,6 +39,16 @@ public sealed class AdamW : IDisposable
         using var noGrad = no_grad();
         Step++;
         double bc1 = 1 - Math.Pow(Beta1, Step), bc2 = 1 - Math.Pow(Beta2, Step);
+        // Scalars are created and disposed explicitly: TorchSharp's implicitly converted Scalars can be finalized by
+        // the GC while a native call still uses them (dotnet/TorchSharp#1434), which corrupts long training runs.
+        using var decayFactor = (1 - lr * WeightDecay).ToScalar();
+        using var beta1 = Beta1.ToScalar();
+        using var beta2 = Beta2.ToScalar();
+        using var oneMinusBeta1 = (1 - Beta1).ToScalar();
+        using var oneMinusBeta2 = (1 - Beta2).ToScalar();
+        using var invBc2 = (1 / bc2).ToScalar();
+        using var eps = Eps.ToScalar();
+        using var stepSize = (-lr / bc1).ToScalar();
         foreach (var (name, p, decay) in _params)
         {
             var g = p.grad;
@@ -48,11 +59,11 @@ public sealed class AdamW : IDisposable
                 _state[name] = s;
             }
             using var scope = NewDisposeScope();
-            if (decay && WeightDecay > 0) p.mul_(1 - lr * WeightDecay);
-            s.M.mul_(Beta1).add_(g, alpha: 1 - Beta1);
-            s.V.mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
-            var denom = (s.V / bc2).sqrt_().add_(Eps);
-            p.addcdiv_(s.M, denom, value: -lr / bc1);
+            if (decay && WeightDecay > 0) p.mul_(decayFactor);
+            s.M.mul_(beta1).add_(g, oneMinusBeta1);
+            s.V.mul_(beta2).addcmul_(g, g, oneMinusBeta2);
+            var denom = s.V.mul(invBc2).sqrt_().add_(eps);
+            p.addcdiv_(s.M, denom, stepSize);
         }
     }
 

@@ -36,11 +36,11 @@ public sealed class OptAttention : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], t = hidden.shape[1];
-        var q = Heads(_qProj.forward(hidden) * _scaling, b, t);
+        var q = Heads(Scalars.Mul(_qProj.forward(hidden), _scaling), b, t);
         var k = Heads(_kProj.forward(hidden), b, t);
         var v = Heads(_vProj.forward(hidden), b, t);
         if (cache is not null) (k, v) = cache.Append(k, v);                  // [B, H, S, Dh]
-        var scores = q.matmul(k.transpose(-1, -2)) + mask;                     // [B, H, T, S]
+        var scores = Scalars.Add(q.matmul(k.transpose(-1, -2)), mask);           // [B, H, T, S]
         var probs = F.dropout(scores.softmax(-1), _dropout, training);
         var context = probs.matmul(v).transpose(1, 2).reshape(b, t, -1);      // [B, T, E]
         return _outProj.forward(context).MoveToOuterDisposeScope();

@@ -51,7 +51,7 @@ public sealed class OptDecoder : nn.Module
         var positions = (mask.cumsum(1) * mask - 1)[.., (int)past..];           // [B, T]
         var h = inputsEmbeds;
         if (_projectIn is not null) h = _projectIn.forward(h);
-        h = h + _embedPositions.forward(positions);
+        h = Scalars.Add(h, _embedPositions.forward(positions));
         h = F.dropout(h, _dropout, training);
         var causal = AttentionMasks.CausalWithPadding(attentionMask, t, h.dtype); // [B, 1, T, S]
 

@@ -41,13 +41,13 @@ public sealed class OptDecoderLayer : nn.Module
         var residual = hidden;
         var h = _normBefore ? _selfAttnLayerNorm.forward(hidden) : hidden;
         h = F.dropout(_selfAttn.Forward(h, mask, cache), _dropout, training);
-        h = residual + h;
+        h = Scalars.Add(residual, h);
         if (!_normBefore) h = _selfAttnLayerNorm.forward(h);
 
         residual = h;
         var f = _normBefore ? _finalLayerNorm.forward(h) : h;
         f = _fc2.forward(F.dropout(_act(_fc1.forward(f)), _activationDropout, training));
-        h = residual + F.dropout(f, _dropout, training);
+        h = Scalars.Add(residual, F.dropout(f, _dropout, training));
         if (!_normBefore) h = _finalLayerNorm.forward(h);
         return h.MoveToOuterDisposeScope();
     }

@@ -56,8 +56,8 @@ public sealed class Blip2QFormerMultiHeadAttention : nn.Module
             v = cat([p.Value, v], 2);
         }
         var q = Heads(_query.forward(hidden));
-        var scores = q.matmul(k.transpose(-1, -2)) / Math.Sqrt(_headDim); // [B, H, T, S]
-        if (mask is not null) scores = scores + mask;
+        var scores = Scalars.Mul(q.matmul(k.transpose(-1, -2)), 1.0 / Math.Sqrt(_headDim)); // [B, H, T, S]
+        if (mask is not null) scores = Scalars.Add(scores, mask);
         var probs = F.dropout(scores.softmax(-1), _dropout, training);
         var context = probs.matmul(v).permute(0, 2, 1, 3).contiguous();  // [B, T, H, Dh]
         context = context.view(context.shape[0], context.shape[1], -1);   // [B, T, E]

@@ -25,6 +25,6 @@ public sealed class Blip2QFormerOutput : nn.Module<Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = F.dropout(_dense.forward(hidden), _dropout, training);
-        return _layerNorm.forward(h + input).MoveToOuterDisposeScope();
+        return _layerNorm.forward(Scalars.Add(h, input)).MoveToOuterDisposeScope();
     }
 }

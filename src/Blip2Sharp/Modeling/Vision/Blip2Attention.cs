@@ -35,7 +35,7 @@ public sealed class Blip2Attention : nn.Module<Tensor, Tensor>
             .reshape(b, t, 3, _heads, _headDim)   // [B, T, 3, H, Dh]
             .permute(2, 0, 3, 1, 4);               // [3, B, H, T, Dh]
         var (q, k, v) = (qkv[0], qkv[1], qkv[2]);
-        var scores = q.matmul(k.transpose(-1, -2)) * _scale;      // [B, H, T, T]
+        var scores = Scalars.Mul(q.matmul(k.transpose(-1, -2)), _scale);      // [B, H, T, T]
         var probs = scores.softmax(-1);
         var context = probs.matmul(v).permute(0, 2, 1, 3)          // [B, T, H, Dh]
             .reshape(b, t, e);                                     // [B, T, E]

@@ -25,8 +25,8 @@ public sealed class Blip2EncoderLayer : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = x + _selfAttn.forward(_layerNorm1.forward(x));
-        h = h + _mlp.forward(_layerNorm2.forward(h));
+        var h = Scalars.Add(x, _selfAttn.forward(_layerNorm1.forward(x)));
+        h = Scalars.Add(h, _mlp.forward(_layerNorm2.forward(h)));
         return h.MoveToOuterDisposeScope();
     }
 }

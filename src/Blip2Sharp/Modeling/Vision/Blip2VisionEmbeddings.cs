@@ -35,7 +35,7 @@ public sealed class Blip2VisionEmbeddings : nn.Module<Tensor, Tensor>
         var pos = emb.shape[1] == _positionEmbedding.shape[1] && h == w
             ? (Tensor)_positionEmbedding
             : InterpolatePositions(emb.shape[1] - 1, h, w);
-        return (emb + pos[.., ..(int)emb.shape[1], ..]).MoveToOuterDisposeScope();
+        return Layers.Scalars.Add(emb, pos[.., ..(int)emb.shape[1], ..]).MoveToOuterDisposeScope();
     }
 
     /// <summary>
