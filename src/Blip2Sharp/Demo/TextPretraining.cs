@@ -62,29 +62,18 @@ public static class TextPretraining
     {
         manual_seed(o.Seed);
         ModelInit.Randomize(lm, o.Seed);
-        using var optimizer = new AdamW(lm.named_parameters().Select(p => (p.name, p.parameter))) { WeightDecay = 0.01 };
-        var schedule = new LrSchedule(o.Lr, o.Lr / 10, o.Lr / 100, Math.Max(1, o.Steps / 20), o.Steps);
         var rng = new Random((int)o.Seed);
-        var losses = new List<double>();
         lm.train();
-        for (int step = 0; step < o.Steps; step++)
+        var result = PretrainLoop.Run(lm.named_parameters().Select(p => (p.name, p.parameter)), o.Steps, o.Lr, 0.01, _ =>
         {
-            using var scope = NewDisposeScope();
             var batch = Enumerable.Range(0, o.BatchSize).Select(_ => tokenizer.Encode(texts[rng.Next(texts.Count)]).Ids.Take(lm.Config.MaxPositionEmbeddings).ToList()).ToList();
             var (ids, mask) = tokenizer.PadRight(batch);
             var logits = lm.Forward(lm.EmbedTokens(ids), mask).Logits;                 // [B, T, V]
             var labels = ids.masked_fill(mask.eq(0), -100);
-            var loss = F.cross_entropy(logits[.., ..^1, ..].reshape(-1, logits.shape[^1]), labels[.., 1..].reshape(-1), ignore_index: -100);
-            optimizer.ZeroGrad();
-            loss.backward();
-            nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), 1.0);
-            optimizer.Update(schedule.At(step));
-            losses.Add(loss.item<float>());
-            progress?.Invoke(step + 1, losses[^1]);
-        }
+            return F.cross_entropy(logits[.., ..^1, ..].reshape(-1, logits.shape[^1]), labels[.., 1..].reshape(-1), ignore_index: -100);
+        }, progress);
         lm.eval();
-        int tenth = Math.Max(1, o.Steps / 10);
-        return (losses.Take(tenth).Average(), losses.Skip(losses.Count - tenth).Average());
+        return result;
     }
 
     /// <summary>Writes config.json (OPTForCausalLM) and model.safetensors; the tokenizer files go beside them.</summary>

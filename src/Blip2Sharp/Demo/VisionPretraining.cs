@@ -68,19 +68,14 @@ public static class VisionPretraining
         var head = new Modeling.Layers.Linear(o.HiddenSize, 3 * PerColumn, true, ModelOptions.Cpu);
         ModelInit.Randomize(head, o.Seed + 1);
         var parameters = vit.named_parameters().Select(p => ("vit." + p.name, p.parameter)).Concat(head.named_parameters().Select(p => ("head." + p.name, p.parameter)));
-        using var optimizer = new AdamW(parameters) { WeightDecay = 0.05 };
-        var schedule = new LrSchedule(o.Lr, o.Lr / 10, o.Lr / 100, Math.Max(1, o.Steps / 20), o.Steps);
         var processor = new BlipImageProcessor(ImageProcessorConfig.ForSize(o.ImageSize));
         var rng = new Random((int)o.Seed);
-        var losses = new List<double>();
         vit.train();
-        for (int step = 0; step < o.Steps; step++)
+        var result = PretrainLoop.Run(parameters, o.Steps, o.Lr, 0.05, _ =>
         {
-            using var scope = NewDisposeScope();
             var scenes = Enumerable.Range(0, o.BatchSize).Select(_ => Scene.Random(rng)).ToList();
             var images = scenes.Select(s => ImageDecoder.Decode(s.RenderPng(o.ImageSize), "scene")).ToList();
-            var pixels = processor.Preprocess(images);
-            var pooled = vit.Forward(pixels).PoolerOutput;                              // [B, D]
+            var pooled = vit.Forward(processor.Preprocess(images)).PoolerOutput;         // [B, D]
             var logits = head.forward(pooled).view(o.BatchSize, 3, PerColumn);          // [B, 3, Σ classes]
             var targets = tensor(Targets(scenes)).view(o.BatchSize, 3, Heads.Length);
             Tensor loss = zeros([]);
@@ -91,17 +86,11 @@ public static class VisionPretraining
                 loss = Modeling.Layers.Scalars.Add(loss, F.cross_entropy(l, targets[.., .., k].reshape(-1), ignore_index: -100));
                 offset += Heads[k];
             }
-            optimizer.ZeroGrad();
-            loss.backward();
-            nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), 1.0);
-            optimizer.Update(schedule.At(step));
-            losses.Add(loss.item<float>());
-            progress?.Invoke(step + 1, losses[^1]);
-        }
+            return loss;
+        }, progress);
         vit.eval();
         head.Dispose();
-        int tenth = Math.Max(1, o.Steps / 10);
-        return (losses.Take(tenth).Average(), losses.Skip(losses.Count - tenth).Average());
+        return result;
     }
 
     /// <summary>Writes vision_config.json and vision_model.safetensors (tensor names vision_model.*).</summary>
