@@ -80,20 +80,4 @@ public static class MachineLimits
             System.Runtime.InteropServices.NativeMemory.AlignedFree(a);
         }
     }
-
-    /// <summary>GB/s of weights streamed by a one-row product [1, k] × [k, n]ᵀ (what decoding does per layer).</summary>
-    public static double GemvBandwidthGbs(long k, long n, int reps = 5)
-    {
-        using var scope = NewDisposeScope();
-        var w = randn(n, k);
-        var x = randn(1, k);
-        double best = double.MaxValue;
-        for (int i = 0; i < reps; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            using var y = nn.functional.linear(x, w);
-            best = Math.Min(best, sw.Elapsed.TotalSeconds);
-        }
-        return n * k * 4 / best / 1e9;
-    }
 }

@@ -90,14 +90,7 @@ using (inference_mode())
         results["logits_finite"] = output.Logits.isfinite().all().item<bool>();
     }
 }
-results["peak_rss_gb"] = PeakRssGb();
+results["peak_rss_gb"] = Blip2Sharp.Bench.ModelBench.PeakRssGb();
 results["threads"] = threads;
 Console.WriteLine(JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
 return 0;
-
-static double PeakRssGb()
-{
-    foreach (var line in File.ReadLines("/proc/self/status"))
-        if (line.StartsWith("VmHWM:")) return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) / 1e6;
-    return double.NaN;
-}

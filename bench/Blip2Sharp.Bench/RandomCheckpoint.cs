@@ -24,9 +24,7 @@ public static class RandomCheckpoint
         using (var model = new Blip2ForConditionalGeneration(config, ModelOptions.Cpu))
         {
             ModelInit.Randomize(model, seed);
-            SafetensorsWriter.Save(Path.Combine(outDir, "model.safetensors"),
-                model.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)),
-                new Dictionary<string, string> { ["format"] = "pt" });
+            SafetensorsWriter.SaveModule(Path.Combine(outDir, "model.safetensors"), model);
         }
         int size = config.VisionConfig.ImageSize;
         WriteJson(outDir, "preprocessor_config.json", new JsonObject
@@ -43,7 +41,7 @@ public static class RandomCheckpoint
         // Synthetic vocabulary: specials 0–3, the 256 byte symbols, "\n" (Ċ) moved to the official stop id, fillers up to <image>.
         int imageId = config.ImageTokenIndex ?? opt.VocabSize;
         var vocab = new JsonObject { ["<s>"] = 0, ["<pad>"] = 1, ["</s>"] = 2, ["<unk>"] = 3 };
-        var byteSymbols = ByteSymbols();
+        var byteSymbols = Blip2Sharp.Processing.Tokenizers.ByteLevelBpeTokenizer.ByteSymbols;
         int next = 4;
         foreach (var sym in byteSymbols)
         {
@@ -71,16 +69,4 @@ public static class RandomCheckpoint
 
     private static void WriteJson(string dir, string name, JsonNode node) =>
         File.WriteAllText(Path.Combine(dir, name), node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-
-    private static List<string> ByteSymbols()
-    {
-        var printable = new List<int>();
-        for (int b = '!'; b <= '~'; b++) printable.Add(b);
-        for (int b = 0xA1; b <= 0xAC; b++) printable.Add(b);
-        for (int b = 0xAE; b <= 0xFF; b++) printable.Add(b);
-        var symbols = new List<string>();
-        int n = 0;
-        for (int b = 0; b < 256; b++) symbols.Add(((char)(printable.Contains(b) ? b : 256 + n++)).ToString());
-        return symbols;
-    }
 }

@@ -3,10 +3,6 @@ namespace Blip2Sharp.Cli;
 /// <summary>Image arguments: files, folders (searched recursively for images) and globs (* and ? in the file name).</summary>
 public static class ImageInputs
 {
-    public static readonly string[] Extensions = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"];
-
-    public static bool IsImage(string path) => Extensions.Contains(Path.GetExtension(path).ToLowerInvariant());
-
     public static List<string> Expand(IEnumerable<string> args)
     {
         var result = new List<string>();
@@ -14,7 +10,7 @@ public static class ImageInputs
         {
             if (Directory.Exists(a))
             {
-                result.AddRange(Directory.EnumerateFiles(a, "*", SearchOption.AllDirectories).Where(IsImage).Order(StringComparer.Ordinal));
+                result.AddRange(Directory.EnumerateFiles(a, "*", SearchOption.AllDirectories).Where(Tasks.ImageIndex.IsImage).Order(StringComparer.Ordinal));
             }
             else if (a.Contains('*') || a.Contains('?'))
             {

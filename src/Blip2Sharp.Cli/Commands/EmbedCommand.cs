@@ -73,9 +73,7 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
         if (settings.Texts.Length > 0 || settings.Multimodal)
             throw new ArgumentException($"{settings.Model} has no Q-Former text path or projections (a generation checkpoint): it gives image features only; drop --text / --multimodal, or use a retrieval checkpoint.");
         using var model = Modeling.Blip2ImageFeatureModel.FromPretrained(settings.Model);
-        var processor = File.Exists(Path.Combine(settings.Model, "preprocessor_config.json"))
-            ? Processing.BlipImageProcessor.FromPretrained(settings.Model, new Configuration.ConfigWarnings())
-            : new Processing.BlipImageProcessor(Configuration.ImageProcessorConfig.ForSize(config.VisionConfig.ImageSize));
+        var processor = Processing.BlipImageProcessor.ForCheckpoint(settings.Model, config, new Configuration.ConfigWarnings());
         using var pixels = processor.PreprocessFiles(settings.Images);
         var tensors = new Dictionary<string, Tensor> { ["query_outputs"] = model.QueryOutputs(pixels) };
         Write(settings, tensors);

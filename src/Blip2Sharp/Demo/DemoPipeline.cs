@@ -105,9 +105,7 @@ public static class DemoPipeline
         }
     }
 
-    private static void Save(nn.Module model, string dir) =>
-        SafetensorsWriter.Save(Path.Combine(dir, "model.safetensors"),
-            model.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)), new Dictionary<string, string> { ["format"] = "pt" });
+    private static void Save(nn.Module model, string dir) => SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), model);
 
     /// <summary>A Blip2ForImageTextRetrieval folder: the pre-trained ViT, a random Q-Former with its text path and heads.</summary>
     public static void AssembleRetrieval(string dir, string vitDir, string tokenizerDir, int vocab, Options o)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Blip2Sharp.Processing.Tokenizers;
 
 namespace Blip2Sharp.Demo;
 
@@ -37,7 +38,7 @@ public static class SceneVocabulary
         {
             if (!vocab.ContainsKey(t)) vocab[t] = vocab.Count;
         }
-        foreach (var s in ByteSymbols()) Add(s);
+        foreach (var s in ByteLevelBpeTokenizer.ByteSymbols) Add(s);
         // Merges are found by running BPE itself: while a word is still several tokens, the next merge joins its first
         // two. A new merge ranks after every earlier one, so words already whole stay whole.
         var merges = new List<string>();
@@ -115,15 +116,5 @@ public static class SceneVocabulary
         {
             ["bos_token"] = "[DEC]", ["cls_token"] = "[CLS]", ["sep_token"] = "[SEP]", ["pad_token"] = "[PAD]", ["unk_token"] = "[UNK]", ["mask_token"] = "[MASK]",
         }.ToJsonString());
-    }
-
-    private static IEnumerable<string> ByteSymbols()
-    {
-        var printable = new List<int>();
-        for (int b = '!'; b <= '~'; b++) printable.Add(b);
-        for (int b = 0xA1; b <= 0xAC; b++) printable.Add(b);
-        for (int b = 0xAE; b <= 0xFF; b++) printable.Add(b);
-        int n = 0;
-        for (int b = 0; b < 256; b++) yield return ((char)(printable.Contains(b) ? b : 256 + n++)).ToString();
     }
 }

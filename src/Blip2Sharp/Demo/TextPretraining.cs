@@ -89,8 +89,7 @@ public static class TextPretraining
             ["dropout"] = c.Dropout, ["activation_function"] = c.ActivationFunction, ["bos_token_id"] = 2, ["eos_token_id"] = 2, ["pad_token_id"] = 1,
             ["torch_dtype"] = "float32",
         }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
-        SafetensorsWriter.Save(Path.Combine(dir, "model.safetensors"),
-            lm.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)), new Dictionary<string, string> { ["format"] = "pt" });
+        SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), lm);
     }
 
     /// <summary>Loads an OPTForCausalLM folder written by <see cref="Save"/> (or by transformers) strictly.</summary>

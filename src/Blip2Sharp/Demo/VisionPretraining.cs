@@ -104,8 +104,7 @@ public static class VisionPretraining
             ["num_hidden_layers"] = c.NumHiddenLayers, ["num_attention_heads"] = c.NumAttentionHeads, ["image_size"] = c.ImageSize,
             ["patch_size"] = c.PatchSize, ["layer_norm_eps"] = c.LayerNormEps, ["hidden_act"] = c.HiddenAct,
         }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
-        SafetensorsWriter.Save(Path.Combine(dir, "vision_model.safetensors"),
-            vit.named_parameters().Select(p => new KeyValuePair<string, Tensor>("vision_model." + p.name, p.parameter)), new Dictionary<string, string> { ["format"] = "pt" });
+        SafetensorsWriter.SaveModule(Path.Combine(dir, "vision_model.safetensors"), vit, "vision_model.");
     }
 
     public static Blip2VisionModel Load(string dir)

@@ -8,6 +8,11 @@ namespace Blip2Sharp.Loading;
 /// <summary>Writes safetensors files that Python's safetensors and the Hugging Face hub read.</summary>
 public static class SafetensorsWriter
 {
+    /// <summary>Every parameter of a module under its name (with a prefix), in the layout transformers saves ({"format": "pt"}).</summary>
+    public static void SaveModule(string path, nn.Module module, string prefix = "") =>
+        Save(path, module.named_parameters().Select(p => new KeyValuePair<string, Tensor>(prefix + p.name, p.parameter)),
+            new Dictionary<string, string> { ["format"] = "pt" });
+
     /// <summary>
     /// Writes <paramref name="tensors"/> to <paramref name="path"/> atomically: a temporary file in the same folder,
     /// flushed, then renamed over the target, so a reader never sees a half-written file.

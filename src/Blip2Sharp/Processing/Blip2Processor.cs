@@ -29,9 +29,7 @@ public sealed class Blip2Processor
     public static Blip2Processor FromPretrained(string folder, Blip2Config config, ConfigWarnings warnings, ImageDecodeOptions? decodeOptions = null)
     {
         string P(string f) => Path.Combine(folder, f);
-        var images = File.Exists(P("preprocessor_config.json"))
-            ? BlipImageProcessor.FromPretrained(folder, warnings, decodeOptions)
-            : new BlipImageProcessor(ImageProcessorConfig.ForSize(config.VisionConfig.ImageSize), decodeOptions);
+        var images = BlipImageProcessor.ForCheckpoint(folder, config, warnings, decodeOptions);
         var tokenizer = Tokenizer.FromPretrained(folder, warnings);
         int q = File.Exists(P("processor_config.json"))
             ? ProcessorConfig.Load(P("processor_config.json"), warnings).NumQueryTokens ?? config.NumQueryTokens

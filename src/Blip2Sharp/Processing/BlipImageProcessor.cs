@@ -17,6 +17,12 @@ public sealed class BlipImageProcessor(ImageProcessorConfig config, ImageDecodeO
     public static BlipImageProcessor FromPretrained(string folder, ConfigWarnings warnings, ImageDecodeOptions? decodeOptions = null) =>
         new(ImageProcessorConfig.Load(Path.Combine(folder, "preprocessor_config.json"), warnings), decodeOptions);
 
+    /// <summary>The checkpoint's preprocessor_config.json, or the BLIP-2 defaults at its vision tower's size when it has none.</summary>
+    public static BlipImageProcessor ForCheckpoint(string folder, Blip2Config config, ConfigWarnings warnings, ImageDecodeOptions? decodeOptions = null) =>
+        File.Exists(Path.Combine(folder, "preprocessor_config.json"))
+            ? FromPretrained(folder, warnings, decodeOptions)
+            : new BlipImageProcessor(ImageProcessorConfig.ForSize(config.VisionConfig.ImageSize), decodeOptions);
+
     /// <summary>The uint8 image the model's resize produces (the fixtures' resized_u8).</summary>
     public RgbImage Resize(RgbImage image) =>
         Config.DoResize ? PilBicubic.Resize(image, Config.Size.Width, Config.Size.Height) : image;

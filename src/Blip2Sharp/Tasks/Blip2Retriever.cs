@@ -67,9 +67,7 @@ public sealed class Blip2Retriever : IDisposable
         var model = Blip2ForImageTextRetrieval.FromPretrained(folder, options, warnings);
         try
         {
-            var images = File.Exists(Path.Combine(folder, "preprocessor_config.json"))
-                ? BlipImageProcessor.FromPretrained(folder, warnings, decodeOptions)
-                : new BlipImageProcessor(ImageProcessorConfig.ForSize(config.VisionConfig.ImageSize), decodeOptions);
+            var images = BlipImageProcessor.ForCheckpoint(folder, config, warnings, decodeOptions);
             var tokenizer = Tokenizer.FromPretrained(folder, warnings);
             string fingerprint = string.Join(";", Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(folder, "config.json"))))[..16],
                 $"size={images.Config.Size.Height}x{images.Config.Size.Width}", $"mean={string.Join(",", images.Config.ImageMean)}", $"std={string.Join(",", images.Config.ImageStd)}",

@@ -194,9 +194,6 @@ public sealed class Trainer
         string Evaluate(ImageTextData val);
     }
 
-    private static BlipImageProcessor Processor(string dir, Blip2Config c, ConfigWarnings w) =>
-        File.Exists(Path.Combine(dir, "preprocessor_config.json")) ? BlipImageProcessor.FromPretrained(dir, w) : new BlipImageProcessor(ImageProcessorConfig.ForSize(c.VisionConfig.ImageSize));
-
     private sealed class Stage1Session : ISession
     {
         private readonly Trainer _t;
@@ -210,7 +207,7 @@ public sealed class Trainer
             _tokenizer = Tokenizer.FromPretrained(t.InitDir, warnings);
             int dec = _tokenizer.BosTokenId ?? throw new InvalidConfigException($"{t.InitDir}: the Q-Former tokenizer has no [DEC] bos token, which ITG needs.");
             _objective = new Stage1Objective(model, dec, _tokenizer.PadTokenId ?? 0) { DropLastVisionLayers = t.Config.DropLastVisionLayers };
-            ImageProcessor = Processor(t.InitDir, model.Config, warnings);
+            ImageProcessor = BlipImageProcessor.ForCheckpoint(t.InitDir, model.Config, warnings);
             string heads = Path.Combine(dir, "itg_head.safetensors");
             if (File.Exists(heads))
             {
@@ -255,8 +252,7 @@ public sealed class Trainer
 
         public void Save(string dir)
         {
-            SafetensorsWriter.Save(Path.Combine(dir, "model.safetensors"),
-                _objective.Model.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)), new Dictionary<string, string> { ["format"] = "pt" });
+            SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), _objective.Model);
             SafetensorsWriter.Save(Path.Combine(dir, "itg_head.safetensors"),
                 _objective.named_parameters().Where(p => !p.name.StartsWith("model.")).Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)));
         }
@@ -312,7 +308,7 @@ public sealed class Trainer
             }
             var tokenizer = Tokenizer.FromPretrained(t.InitDir, warnings);
             _objective = new Stage2Objective(model, tokenizer) { MaxTextTokens = t.Config.MaxTextTokens };
-            ImageProcessor = Processor(t.InitDir, model.Config, warnings);
+            ImageProcessor = BlipImageProcessor.ForCheckpoint(t.InitDir, model.Config, warnings);
         }
 
         public IReadOnlyList<string> LossNames => ["loss"];
@@ -324,8 +320,7 @@ public sealed class Trainer
             new() { ["loss"] = _objective.Loss(pixels, captions, new Random(HashCode.Combine(_t.Config.Seed, globalBatch))) };
 
         public void Save(string dir) =>
-            SafetensorsWriter.Save(Path.Combine(dir, "model.safetensors"),
-                _objective.Model.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)), new Dictionary<string, string> { ["format"] = "pt" });
+            SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), _objective.Model);
 
         public string Evaluate(ImageTextData val)
         {

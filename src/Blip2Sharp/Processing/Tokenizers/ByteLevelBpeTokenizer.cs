@@ -15,6 +15,9 @@ public sealed partial class ByteLevelBpeTokenizer : Tokenizer
     private static partial Regex PreTokenize();
 
     private static readonly char[] ByteToChar = BuildByteMap();
+
+    /// <summary>The 256 byte symbols of GPT-2's byte-level alphabet, in byte order.</summary>
+    public static IReadOnlyList<string> ByteSymbols { get; } = [.. ByteToChar.Select(c => c.ToString())];
     private static readonly Dictionary<char, byte> CharToByte = ByteToChar.Select((c, b) => (c, (byte)b)).ToDictionary(p => p.c, p => p.Item2);
 
     private readonly Dictionary<string, int> _vocab;
