@@ -50,7 +50,8 @@ public static class Blip2Cli
                 .WithExample("train", "stage2", "--init", "models/blip2-opt-2.7b", "--qformer", "runs/s1/checkpoint-1000", "--data", "pairs.jsonl", "--out", "runs/s2");
             c.AddBranch("demo", demo =>
             {
-                demo.SetDescription("The synthetic-scenes world of the built-in demo model.");
+                demo.SetDescription("The built-in demo model: BLIP-2 trained from scratch on synthetic scenes. Without a subcommand: caption, question and search new scenes.");
+                demo.SetDefaultCommand<DemoRunCommand>();
                 demo.AddCommand<DemoDataCommand>("data")
                     .WithDescription("Render a deterministic dataset of synthetic scenes with captions and question-answer pairs.")
                     .WithExample("demo", "data", "--out", "scenes", "--seed", "1");
@@ -59,7 +60,8 @@ public static class Blip2Cli
                     .WithExample("demo", "train", "--out", "demo-run", "--seed", "1");
                 demo.AddCommand<DemoEvalCommand>("eval")
                     .WithDescription("Evaluate a demo model on a freshly generated test split: caption accuracy, zero-shot VQA, retrieval R@1.")
-                    .WithExample("demo", "eval", "--model", "demo-run", "--seed", "7", "--json");
+                    .WithExample("demo", "eval", "--seed", "7", "--json")
+                    .WithExample("demo", "eval", "--model", "demo-run/model");
             });
             c.AddBranch("eval", eval =>
             {

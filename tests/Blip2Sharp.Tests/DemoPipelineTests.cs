@@ -14,28 +14,39 @@ public class DemoPipelineTests
         string work = Fixtures.TempDir();
         var o = new DemoPipeline.Options
         {
-            Seed = 3, TrainScenes = 24, ValScenes = 4, TestScenes = 4, ImageSize = 32,
-            Vision = new VisionPretraining.Options { ImageSize = 32, PatchSize = 8, HiddenSize = 32, Layers = 1, Heads = 2, MlpSize = 64, Steps = 5, BatchSize = 8 },
+            Seed = 3, TrainScenes = 24, ValScenes = 4, TestScenes = 4, TextScenes = 24, ImageSize = 24,
+            Vision = new VisionPretraining.Options { HiddenSize = 32, Layers = 1, Heads = 2, MlpSize = 64, Steps = 5, BatchSize = 8 },
             Text = new TextPretraining.Options { HiddenSize = 32, Layers = 1, Heads = 2, FfnDim = 64, Steps = 5, BatchSize = 8 },
             QFormerHidden = 32, QFormerLayers = 1, QFormerHeads = 2, Queries = 4,
             Stage1 = new TrainConfig { MaxSteps = 4, BatchSize = 4, WarmupSteps = 0, SaveEvery = 4, LogEvery = 2 },
             Stage2 = new TrainConfig { MaxSteps = 4, BatchSize = 4, WarmupSteps = 0, SaveEvery = 4, LogEvery = 2 },
         };
         var log = new List<string>();
-        var (retrieval, generation) = DemoPipeline.Run(work, o, log.Add);
+        var r = DemoPipeline.Run(work, o with { TestScenes = 6, Ablation = true }, log.Add);
         Assert.Contains(log, l => l.StartsWith("language model loss"));
         Assert.Contains(log, l => l.StartsWith("image encoder loss"));
         Assert.True(File.Exists(Path.Combine(work, "stage1", "metrics.csv")));
+        foreach (var f in new[] { "curves/language_model.png", "curves/image_encoder.png", "grid.png", "report.md", "model/generation/model.safetensors", "model/retrieval/model.safetensors" })
+            Assert.True(File.Exists(Path.Combine(work, f)), f);
+        Assert.False(File.Exists(Path.Combine(work, "model/retrieval/optimizer.safetensors"))); // training state stays in the checkpoints
+        var report = File.ReadAllText(r.Report!);
+        Assert.Contains("ablation: stage 2 without stage 1", report);
+        Assert.Contains($"{100 * r.Metrics!.CaptionAccuracy:0.0} %", report);
+        Assert.Equal(6, r.Metrics.Images);
+        Assert.NotNull(r.Ablation);
+        Assert.Null(r.Ablation!.RetrievalT2iR1);
 
         string image = Path.Combine(work, "data", "images", "test", "000000.png");
-        using var pipeline = Blip2Pipeline.FromPretrained(generation);
-        var caption = pipeline.Run([image], [""], new GenerationOptions { MaxNewTokens = 6 })[0];
-        Assert.NotNull(caption.Text);
-        Assert.InRange(caption.Sequences[0].GeneratedIds.Count, 1, 6);
-        using var retriever = Blip2Retriever.FromPretrained(retrieval);
-        using var images = retriever.EncodeImages([image]);
-        using var texts = retriever.EncodeTexts(["a red circle", "a blue square"]);
-        Assert.Equal(new long[] { 1, 2 }, retriever.ItmProbabilities(images, texts).shape);
+        using (var pipeline = Blip2Pipeline.FromPretrained(Path.Combine(r.ModelDir, "generation")))
+        {
+            var caption = pipeline.Run([image], [""], new GenerationOptions { MaxNewTokens = 6 })[0];
+            Assert.NotNull(caption.Text);
+            Assert.InRange(caption.Sequences[0].GeneratedIds.Count, 1, 6);
+        }
+        using (var retriever = Blip2Retriever.FromPretrained(Path.Combine(r.ModelDir, "retrieval")))
+        using (var images = retriever.EncodeImages([image]))
+        using (var texts = retriever.EncodeTexts(["a red circle", "a blue square"]))
+            Assert.Equal(new long[] { 1, 2 }, retriever.ItmProbabilities(images, texts).shape);
 
         var eval = CliRunner.Run("demo", "eval", "--model", work, "--scenes", "6", "--seed", "4", "--json");
         Assert.True(eval.ExitCode == 0, eval.Stderr);
@@ -43,15 +54,33 @@ public class DemoPipelineTests
         foreach (var k in new[] { "caption_accuracy", "vqa_accuracy", "retrieval_t2i_r1", "retrieval_i2t_r1" })
             Assert.InRange((double)j[k]!, 0.0, 1.0);
         Assert.Equal(6, (int)j["test_images"]!);
+
+        // `blip2 demo` on this model: new scenes, judged against their own truth, written out.
+        string show = Fixtures.TempDir();
+        var demo = CliRunner.Run("demo", "--model", r.ModelDir, "--scenes", "3", "--seed", "5", "--out", show, "--json");
+        Assert.True(demo.ExitCode == 0, demo.Stderr);
+        var results = System.Text.Json.Nodes.JsonNode.Parse(demo.Stdout)!.AsArray();
+        Assert.Equal(3, results.Count);
+        foreach (var x in results)
+        {
+            var objects = x!["scene"]!["objects"]!.AsArray().Select(o => new SceneObject(Enum.Parse<Shape>((string)o!["shape"]!, true), (string)o["color"]!, (string)o["size"]! == "large", (int)o["column"]!, (int)o["row"]!)).ToList();
+            Assert.Equal(DemoEvaluation.CaptionCorrect((string)x["caption"]!, objects), (bool)x["caption_correct"]!);
+            Assert.True(File.Exists(Path.Combine(show, "scenes", (string)x["image"]!)));
+            Assert.NotEmpty(x["answers"]!.AsArray());
+        }
+        Assert.True(File.Exists(Path.Combine(show, "grid.png")));
+        Assert.True(File.Exists(Path.Combine(show, "results.md")));
     }
 
     [Fact]
     public void CaptionsAndAnswersAreJudgedExactly()
     {
         var objects = new[] { new SceneObject(Shape.Circle, "red", true, 0, 0), new SceneObject(Shape.Square, "blue", false, 2, 1) };
-        Assert.True(DemoEvaluation.CaptionCorrect("a large red circle to the left of a small blue square", objects));
-        Assert.False(DemoEvaluation.CaptionCorrect("a large red circle to the left of a large blue square", objects));     // wrong size
-        Assert.False(DemoEvaluation.CaptionCorrect("a large red circle, a small blue square and a green triangle", objects)); // an extra object
+        Assert.True(DemoEvaluation.CaptionCorrect("a large red circle on the left and a small blue square on the right, on a gray background", objects));
+        Assert.True(DemoEvaluation.CaptionCorrect("a white background with a large red circle on the left and a small blue square on the right", objects));
+        Assert.False(DemoEvaluation.CaptionCorrect("a large red circle on the left and a large blue square on the right", objects));  // wrong size
+        Assert.False(DemoEvaluation.CaptionCorrect("a large red circle on the left and a small blue square in the middle", objects)); // wrong place
+        Assert.False(DemoEvaluation.CaptionCorrect("a large red circle on the left, a small blue square on the right and a small green triangle in the middle", objects)); // an extra object
         Assert.True(DemoEvaluation.AnswerCorrect("red", "red"));
         Assert.True(DemoEvaluation.AnswerCorrect(" Red.", "red"));
         Assert.False(DemoEvaluation.AnswerCorrect("blue", "red"));

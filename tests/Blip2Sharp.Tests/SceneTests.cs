@@ -21,6 +21,16 @@ public class SceneTests
     }
 
     [Fact]
+    public void TestScenesAreDistinctSoEveryCaptionHasOneRightImage()
+    {
+        string dir = Fixtures.TempDir();
+        SceneDataset.Write(dir, 5, 0, 0, 400, imageSize: 24);
+        var captions = File.ReadLines(Path.Combine(dir, "test.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal(1200, captions.Count);
+        Assert.Equal(captions.Count, captions.Select(c => (string)c["caption"]!).Distinct().Count());
+    }
+
+    [Fact]
     public void CaptionsAndAnswersDescribeTheSceneExactly()
     {
         var rng = new Random(3);
@@ -29,7 +39,10 @@ public class SceneTests
             var scene = Scene.Random(rng);
             Assert.InRange(scene.Objects.Count, 1, 3);
             foreach (var caption in scene.Captions())
-                foreach (var o in scene.Objects) Assert.Contains(o.Describe(), caption);
+            {
+                foreach (var o in scene.Objects) Assert.Contains($"{o.Describe()} {o.Place}", caption);
+                Assert.Contains($"{scene.Background} background", caption);
+            }
             var qa = scene.Questions(rng);
             Assert.Contains(qa, q => q.Kind == "count" && q.Answer == new[] { "zero", "one", "two", "three" }[scene.Objects.Count]);
             foreach (var (kind, question, answer) in qa.Where(q => q.Kind == "color"))
@@ -53,7 +66,7 @@ public class SceneTests
         Assert.Equal(new byte[] { 220, 30, 30 }, Pixel(16, 48));   // centre of column 0, row 1
         Assert.Equal(new byte[] { 40, 70, 220 }, Pixel(80, 16));   // centre of column 2, row 0
         Assert.Equal(new byte[] { 250, 250, 250 }, Pixel(48, 80)); // empty cell: background
-        Assert.Equal("a large red square to the left of a small blue circle", scene.Captions()[0]);
+        Assert.Equal("a large red square on the left and a small blue circle on the right, on a white background", scene.Captions()[0]);
     }
 
     [Fact]

@@ -17,7 +17,7 @@ public class SceneVocabularyTests
         SceneVocabulary.WriteWordPiece(Path.Combine(dir, "qformer"), words);
         var opt = Tokenizer.FromPretrained(Path.Combine(dir, "opt"));
         var bert = Tokenizer.FromPretrained(Path.Combine(dir, "qformer"));
-        string text = "a large red circle to the left of a small blue square. Question: what color is the circle? Answer: red";
+        string text = "a large red circle on the left and a small blue square in the middle, on a white background. Question: what color is the circle? Answer: red";
         var enc = opt.Encode(text);
         Assert.Equal(2, enc.Ids[0]); // </s> first, as OPT
         Assert.Contains("Ġcircle", enc.Tokens);
@@ -26,7 +26,7 @@ public class SceneVocabularyTests
         var b = bert.Encode(text);
         Assert.DoesNotContain(b.Tokens, t => t.StartsWith("##")); // whole words
         Assert.Equal(bert.Count - 1, bert.BosTokenId);           // [DEC] added after the vocabulary
-        Assert.Equal("a large red circle to the left of a small blue square. question : what color is the circle? answer : red", bert.Decode(b.Ids, skipSpecialTokens: true));
+        Assert.Equal("a large red circle on the left and a small blue square in the middle, on a white background. question : what color is the circle? answer : red", bert.Decode(b.Ids, skipSpecialTokens: true));
         var rng = new Random(5);
         for (int i = 0; i < 50; i++)
             foreach (var c in Scene.Random(rng).Captions())

@@ -30,4 +30,29 @@ public class TextPretrainingTests
         using var b = back.Forward(back.EmbedTokens(ids), ones_like(ids));
         Assert.Equal(0f, (a.Logits - b.Logits).abs().max().item<float>());
     }
+
+    [Fact]
+    public void PackedDocumentsAreSeparatedByTheBosToken()
+    {
+        string dir = Fixtures.TempDir();
+        SceneVocabulary.WriteBpe(dir, SceneVocabulary.Words(scenes: 50));
+        var tokenizer = Tokenizer.FromPretrained(dir);
+        var ids = TextPretraining.EncodeDocuments(tokenizer, "a large red circle on the left</s>Question: what color is the circle? Answer: red\n");
+        int sep = tokenizer.TokenToId("</s>");
+        Assert.Equal(2, sep);                                       // OPT's bos, eos and document separator
+        Assert.Equal(sep, ids[0]);                                  // bos first, as OPT's tokenizer adds it
+        int at = ids.IndexOf(sep, 1);
+        Assert.Equal("a large red circle on the left", tokenizer.Decode(ids.Skip(1).Take(at - 1).ToList()));
+        Assert.Equal("Question: what color is the circle? Answer: red\n", tokenizer.Decode(ids.Skip(at + 1).ToList()));
+        Assert.Equal(2, ids.Count(i => i == sep));                 // bos and the one separator
+    }
+
+    [Fact]
+    public void TheCorpusAsksAboutEachSceneAfterASeparator()
+    {
+        var corpus = TextPretraining.Corpus(20, seed: 4);
+        Assert.Contains(corpus, t => t.Contains("</s>Question: what shape is the ") && t.EndsWith("\n"));
+        Assert.Contains(corpus, t => t.Contains(". Question: "));
+        Assert.All(corpus, t => Assert.EndsWith("\n", t));
+    }
 }

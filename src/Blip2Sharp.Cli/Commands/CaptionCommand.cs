@@ -40,6 +40,7 @@ public static class ImageTextRunner
     {
         var images = ImageInputs.Expand(imageArgs);
         var options = settings.ToOptions();
+        DemoModel.NoteIfDefault(settings.Model);
         using var pipeline = Blip2Pipeline.FromPretrained(settings.Model, decodeOptions: new ImageDecodeOptions { OnWarning = Blip2Cli.Warn }, quantizeInt8: settings.Quantize == "int8");
         foreach (var w in pipeline.Warnings) Blip2Cli.Warn(w);
         var results = new List<ImageTextResult>();

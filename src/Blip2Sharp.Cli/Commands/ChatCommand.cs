@@ -23,6 +23,7 @@ public sealed class ChatCommand : AsyncCommand<ChatCommand.Settings>
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        DemoModel.NoteIfDefault(settings.Model);
         using var pipeline = Blip2Pipeline.FromPretrained(settings.Model, quantizeInt8: settings.Quantize == "int8");
         foreach (var w in pipeline.Warnings) Blip2Cli.Warn(w);
         using var chat = new ChatSession(pipeline, settings.Image);

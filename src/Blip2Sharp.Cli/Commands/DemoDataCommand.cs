@@ -20,7 +20,7 @@ public sealed class DemoDataCommand : Command<DemoDataCommand.Settings>
         [CommandOption("--train <N>")] [Description("Training scenes.")] public int Train { get; init; } = 5000;
         [CommandOption("--val <N>")] [Description("Validation scenes.")] public int Val { get; init; } = 500;
         [CommandOption("--test <N>")] [Description("Test scenes.")] public int Test { get; init; } = 1000;
-        [CommandOption("--image-size <PX>")] [Description("Rendered image size.")] public int ImageSize { get; init; } = 64;
+        [CommandOption("--image-size <PX>")] [Description("Rendered image size.")] public int ImageSize { get; init; } = 96;
 
         public override ValidationResult Validate() =>
             string.IsNullOrWhiteSpace(Out) ? ValidationResult.Error("--out DIR is required.")

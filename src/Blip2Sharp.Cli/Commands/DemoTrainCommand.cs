@@ -11,7 +11,7 @@ public sealed class DemoTrainCommand : Command<DemoTrainCommand.Settings>
     public sealed class Settings : CommandSettings
     {
         [CommandOption("-o|--out <DIR>")]
-        [Description("Work folder: data, the unimodal models, the stage-1 and stage-2 checkpoints.")]
+        [Description("Work folder: data, the unimodal models, stage1/ and stage2/ checkpoints, model/ (the demo model: generation/ and retrieval/), report.md.")]
         public string Out { get; init; } = "demo-run";
 
         [CommandOption("--seed <S>")]
@@ -23,14 +23,33 @@ public sealed class DemoTrainCommand : Command<DemoTrainCommand.Settings>
         public int? Scenes { get; init; }
 
         [CommandOption("--steps <N>")]
-        [Description("Steps of each of the four trainings (default 1500).")]
+        [Description("Steps of each of the four trainings (default: each training's own).")]
         public int? Steps { get; init; }
+
+        [CommandOption("--test-scenes <N>")]
+        [Description("Scenes of the evaluation's test split (default 1000).")]
+        public int? TestScenes { get; init; }
+
+        [CommandOption("--no-eval")]
+        [Description("Skip the evaluation and the report.")]
+        public bool NoEval { get; init; }
+
+        [CommandOption("--ablation")]
+        [Description("Also train stage 2 without stage 1 and evaluate it (the paper's Figure 5 in miniature); adds its row to the report.")]
+        public bool Ablation { get; init; }
+
+        public override ValidationResult Validate() =>
+            Scenes is < 10 ? ValidationResult.Error("--scenes must be at least 10.")
+            : Steps is < 1 ? ValidationResult.Error("--steps must be at least 1.")
+            : TestScenes is < 2 ? ValidationResult.Error("--test-scenes must be at least 2.")
+            : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        var o = new DemoPipeline.Options { Seed = s.Seed };
+        var o = new DemoPipeline.Options { Seed = s.Seed, Evaluate = !s.NoEval, Ablation = s.Ablation };
         if (s.Scenes is { } n) o = o with { TrainScenes = n };
+        if (s.TestScenes is { } t) o = o with { TestScenes = t };
         if (s.Steps is { } k)
         {
             o = o with
@@ -40,9 +59,10 @@ public sealed class DemoTrainCommand : Command<DemoTrainCommand.Settings>
             };
         }
         var watch = Stopwatch.StartNew();
-        var (retrieval, generation) = DemoPipeline.Run(s.Out, o, m => Console.Error.WriteLine($"[{watch.Elapsed:mm\\:ss}] {m}"));
-        Blip2Cli.Out($"stage 1 (retrieval): {retrieval}");
-        Blip2Cli.Out($"stage 2 (generation): {generation}");
+        var r = DemoPipeline.Run(s.Out, o, m => Console.Error.WriteLine($"[{watch.Elapsed:mm\\:ss}] {m}"));
+        Blip2Cli.Out($"demo model: {r.ModelDir} (generation/ and retrieval/)");
+        if (r.Metrics is { } m) DemoEvalCommand.Print(m, r.Ablation);
+        if (r.Report is { } report) Blip2Cli.Out($"report: {report}");
         Blip2Cli.Out($"done in {watch.Elapsed:mm\\:ss}");
         return 0;
     }

@@ -13,8 +13,8 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
     public sealed class Settings : CommandSettings
     {
         [CommandOption("-m|--model <DIR>")]
-        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval); a generation checkpoint gives image query outputs only, without loading its LLM.")]
-        public string Model { get; init; } = "";
+        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval); a generation checkpoint gives image query outputs only, without loading its LLM. " + DemoModel.HelpNote)]
+        public string Model { get; init; } = DemoModel.Retrieval;
 
         [CommandOption("-i|--image <PATH>")]
         [Description("An image to embed (normalised image_embeds, Q × D); repeat for several.")]
@@ -33,14 +33,14 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
         public string? Out { get; init; }
 
         public override ValidationResult Validate() =>
-            string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model DIR is required.")
-            : Images.Length + Texts.Length == 0 ? ValidationResult.Error("give at least one --image or --text.")
+            Images.Length + Texts.Length == 0 ? ValidationResult.Error("give at least one --image or --text.")
             : Multimodal && Images.Length != Texts.Length ? ValidationResult.Error("--multimodal pairs image i with text i: give as many texts as images.")
             : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        DemoModel.NoteIfDefault(settings.Model);
         var config = Configuration.Blip2Config.Load(settings.Model, new Configuration.ConfigWarnings());
         if (!config.QFormerConfig.UseQFormerTextInput)
             return QueryFeaturesOnly(settings, config);

@@ -15,8 +15,8 @@ public sealed class EvalRetrievalCommand : Command<EvalRetrievalCommand.Settings
         public string Data { get; init; } = "";
 
         [CommandOption("-m|--model <DIR>")]
-        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval).")]
-        public string Model { get; init; } = "";
+        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval). " + DemoModel.HelpNote)]
+        public string Model { get; init; } = DemoModel.Retrieval;
 
         [CommandOption("--k-test <K>")]
         [Description("ITC candidates re-ranked by ITM per query (LAVIS: 128 for COCO / Flickr).")]
@@ -28,13 +28,13 @@ public sealed class EvalRetrievalCommand : Command<EvalRetrievalCommand.Settings
 
         public override ValidationResult Validate() =>
             string.IsNullOrWhiteSpace(Data) ? ValidationResult.Error("--data FILE.jsonl is required.")
-            : string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model DIR is required.")
             : KTest < 1 ? ValidationResult.Error("--k-test must be at least 1.")
             : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        DemoModel.NoteIfDefault(settings.Model);
         var data = RetrievalEvaluation.Load(settings.Data);
         using var retriever = Blip2Retriever.FromPretrained(settings.Model);
         foreach (var w in retriever.Warnings) Blip2Cli.Warn(w);

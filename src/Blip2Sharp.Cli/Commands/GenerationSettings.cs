@@ -9,8 +9,8 @@ namespace Blip2Sharp.Cli.Commands;
 public class GenerationSettings : CommandSettings
 {
     [CommandOption("-m|--model <DIR>")]
-    [Description("A BLIP-2 checkpoint folder (Blip2ForConditionalGeneration, OPT or Flan-T5).")]
-    public string Model { get; init; } = "";
+    [Description("A BLIP-2 checkpoint folder (Blip2ForConditionalGeneration, OPT or Flan-T5). " + DemoModel.HelpNote)]
+    public string Model { get; init; } = DemoModel.Generation;
 
     [CommandOption("--max-new-tokens <N>")]
     [Description("Most new tokens to generate.")]
@@ -104,7 +104,6 @@ public class GenerationSettings : CommandSettings
 
     public override ValidationResult Validate()
     {
-        if (string.IsNullOrWhiteSpace(Model)) return ValidationResult.Error("--model DIR is required (a BLIP-2 checkpoint folder).");
         if (Quantize is not null && Quantize != "int8") return ValidationResult.Error($"--quantize takes int8 (got '{Quantize}').");
         try
         {

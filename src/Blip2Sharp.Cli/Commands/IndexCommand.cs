@@ -15,8 +15,8 @@ public sealed class IndexCommand : Command<IndexCommand.Settings>
         public string Folder { get; init; } = "";
 
         [CommandOption("-m|--model <DIR>")]
-        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval).")]
-        public string Model { get; init; } = "";
+        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval). " + DemoModel.HelpNote)]
+        public string Model { get; init; } = DemoModel.Retrieval;
 
         [CommandOption("--db <FILE>")]
         [Description("The index database (SQLite). Default: FOLDER/.blip2-index.db")]
@@ -27,13 +27,13 @@ public sealed class IndexCommand : Command<IndexCommand.Settings>
         public int BatchSize { get; init; } = 16;
 
         public override ValidationResult Validate() =>
-            string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model DIR is required.")
-            : BatchSize < 1 ? ValidationResult.Error("--batch-size must be at least 1.")
+            BatchSize < 1 ? ValidationResult.Error("--batch-size must be at least 1.")
             : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        DemoModel.NoteIfDefault(settings.Model);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {

@@ -11,8 +11,8 @@ public sealed class MatchCommand : Command<MatchCommand.Settings>
     public sealed class Settings : CommandSettings
     {
         [CommandOption("-m|--model <DIR>")]
-        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval, e.g. blip2-itm-vit-g).")]
-        public string Model { get; init; } = "";
+        [Description("A retrieval checkpoint folder (Blip2ForImageTextRetrieval, e.g. blip2-itm-vit-g). " + DemoModel.HelpNote)]
+        public string Model { get; init; } = DemoModel.Retrieval;
 
         [CommandOption("-i|--image <PATH>")]
         [Description("An image; repeat for several.")]
@@ -27,14 +27,14 @@ public sealed class MatchCommand : Command<MatchCommand.Settings>
         public bool Json { get; init; }
 
         public override ValidationResult Validate() =>
-            string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model DIR is required.")
-            : Images.Length == 0 ? ValidationResult.Error("give at least one --image.")
+            Images.Length == 0 ? ValidationResult.Error("give at least one --image.")
             : Texts.Length == 0 ? ValidationResult.Error("give at least one --text.")
             : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        DemoModel.NoteIfDefault(settings.Model);
         using var retriever = Blip2Retriever.FromPretrained(settings.Model);
         foreach (var w in retriever.Warnings) Blip2Cli.Warn(w);
         using var images = retriever.EncodeImages(settings.Images);

@@ -23,8 +23,8 @@ public sealed class SearchCommand : Command<SearchCommand.Settings>
         public string Db { get; init; } = "";
 
         [CommandOption("-m|--model <DIR>")]
-        [Description("The retrieval checkpoint the index was built with.")]
-        public string Model { get; init; } = "";
+        [Description("The retrieval checkpoint the index was built with. " + DemoModel.HelpNote)]
+        public string Model { get; init; } = DemoModel.Retrieval;
 
         [CommandOption("--top <K>")]
         [Description("How many results.")]
@@ -39,8 +39,7 @@ public sealed class SearchCommand : Command<SearchCommand.Settings>
         public bool Json { get; init; }
 
         public override ValidationResult Validate() =>
-            string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model DIR is required.")
-            : string.IsNullOrWhiteSpace(Db) ? ValidationResult.Error("--db FILE is required.")
+            string.IsNullOrWhiteSpace(Db) ? ValidationResult.Error("--db FILE is required.")
             : (Text is null) == (Image is null) ? ValidationResult.Error("give either a TEXT or --image PATH.")
             : Text is not null && string.IsNullOrWhiteSpace(Text) ? ValidationResult.Error("the search text is empty.")
             : Top < 1 ? ValidationResult.Error("--top must be at least 1.")
@@ -50,6 +49,7 @@ public sealed class SearchCommand : Command<SearchCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        DemoModel.NoteIfDefault(settings.Model);
         if (!File.Exists(settings.Db)) throw new FileNotFoundException($"{settings.Db}: no index there; build one with `blip2 index FOLDER --model DIR --db {settings.Db}`.");
         using var retriever = Blip2Retriever.FromPretrained(settings.Model);
         using var store = new SqliteVectorStore(settings.Db);

@@ -13,8 +13,8 @@ public sealed class TokenizeCommand : Command<TokenizeCommand.Settings>
     public sealed class Settings : CommandSettings
     {
         [CommandOption("-m|--model <DIR>")]
-        [Description("A folder with tokenizer files (a checkpoint, or tokenizer files alone).")]
-        public string Model { get; init; } = "";
+        [Description("A folder with tokenizer files (a checkpoint, or tokenizer files alone). " + DemoModel.HelpNote)]
+        public string Model { get; init; } = DemoModel.Generation;
 
         [CommandArgument(0, "<TEXT>")]
         [Description("Texts to tokenize.")]
@@ -23,9 +23,6 @@ public sealed class TokenizeCommand : Command<TokenizeCommand.Settings>
         [CommandOption("--json")]
         [Description("Print JSON: {\"results\": [{\"text\", \"ids\", \"tokens\", \"decoded\"}]}.")]
         public bool Json { get; init; }
-
-        public override ValidationResult Validate() =>
-            string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model DIR is required.") : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)

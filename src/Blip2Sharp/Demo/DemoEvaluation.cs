@@ -1,16 +1,20 @@
 using System.Text.Json.Nodes;
 using Blip2Sharp.Generation;
 using Blip2Sharp.Tasks;
+using Blip2Sharp.Training;
 
 namespace Blip2Sharp.Demo;
 
 /// <summary>The demo's numbers, as fractions: captions with every object right, zero-shot VQA, retrieval R@1 / R@5.</summary>
 public sealed record DemoMetrics(double CaptionAccuracy, double VqaAccuracy, IReadOnlyDictionary<string, double> VqaByKind,
-    double RetrievalT2iR1, double RetrievalI2tR1, double RetrievalT2iR5, double RetrievalI2tR5, int Images, IReadOnlyList<(string Image, string Caption)> Samples);
+    double? RetrievalT2iR1, double? RetrievalI2tR1, double? RetrievalT2iR5, double? RetrievalI2tR5, int Images, IReadOnlyList<DemoSample> Samples);
+
+/// <summary>One test scene as the model saw it: its generated caption and its zero-shot answers (question, answer, expected).</summary>
+public sealed record DemoSample(string Image, string Caption, bool CaptionCorrect, IReadOnlyList<(string Question, string Answer, string Expected)> Answers);
 
 /// <summary>
-/// Evaluates a demo model on a scene split: a caption counts when it names every object with its size, colour and
-/// shape and no other object; VQA uses the paper's prompt ("Question: {} Answer:") on colour, shape and count
+/// Evaluates a demo model on a scene split: a caption counts when it names every object with its size, colour,
+/// shape and place (left, middle, right) and no other object; VQA uses the paper's prompt ("Question: {} Answer:") on colour, shape and count
 /// questions, never seen with an image in training; retrieval ranks the split's images and captions (ITC top-k
 /// re-ranked by ITM).
 /// </summary>
@@ -21,7 +25,7 @@ public static class DemoEvaluation
     public static bool CaptionCorrect(string caption, IReadOnlyList<SceneObject> objects)
     {
         string c = caption.ToLowerInvariant();
-        if (!objects.All(o => c.Contains(o.Describe()))) return false;
+        if (!objects.All(o => c.Contains($"{o.Describe()} {o.Place}"))) return false;
         int mentioned = c.Split([' ', ',', '.'], StringSplitOptions.RemoveEmptyEntries).Count(w => ShapeWords.Contains(w));
         return mentioned == objects.Count;
     }
@@ -33,7 +37,8 @@ public static class DemoEvaluation
         return words.Length >= expected.Length && words.Take(expected.Length).SequenceEqual(expected);
     }
 
-    public static DemoMetrics Evaluate(string generationDir, string retrievalDir, string dataDir, string split = "test", int batch = 32, int kTest = 16)
+    /// <summary>Evaluates a generation checkpoint and, when given, a retrieval checkpoint (the ablation without stage 1 has none).</summary>
+    public static DemoMetrics Evaluate(string generationDir, string? retrievalDir, string dataDir, string split = "test", int batch = 32, int kTest = 16, Action<string>? log = null)
     {
         var scenes = File.ReadLines(Path.Combine(dataDir, $"{split}_scenes.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
         var images = scenes.Select(s => Path.Combine(dataDir, s["image"]!.GetValue<string>())).ToList();
@@ -42,17 +47,19 @@ public static class DemoEvaluation
             o["column"]!.GetValue<int>(), o["row"]!.GetValue<int>())).ToList()).ToList();
 
         using var pipeline = Blip2Pipeline.FromPretrained(generationDir);
-        var greedy = new GenerationOptions { MaxNewTokens = 30 };
+        var greedy = new GenerationOptions { MaxNewTokens = 48 };
         int correct = 0;
-        var samples = new List<(string, string)>();
+        var samples = new List<(string Image, string Caption, bool Correct)>();
+        log?.Invoke($"captioning {images.Count} test scenes");
         for (int start = 0; start < images.Count; start += batch)
         {
             var chunk = images.Skip(start).Take(batch).ToList();
-            var results = pipeline.Run(chunk, chunk.Select(_ => "").ToList(), greedy);
+            var results = NativeScalarRace.Retry(() => pipeline.Run(chunk, chunk.Select(_ => "").ToList(), greedy), log);
             for (int i = 0; i < chunk.Count; i++)
             {
-                if (CaptionCorrect(results[i].Text, objects[start + i])) correct++;
-                if (samples.Count < 16) samples.Add((chunk[i], results[i].Text));
+                bool ok = CaptionCorrect(results[i].Text, objects[start + i]);
+                if (ok) correct++;
+                if (samples.Count < 16) samples.Add((chunk[i], results[i].Text.Trim(), ok));
             }
         }
 
@@ -60,19 +67,30 @@ public static class DemoEvaluation
             .Where(q => q["kind"]!.GetValue<string>() is "color" or "shape" or "count").ToList();
         var byKind = new Dictionary<string, (int Right, int Total)>();
         var short_ = new GenerationOptions { MaxNewTokens = 5 };
+        var sampleAnswers = samples.ToDictionary(x => x.Image, _ => new List<(string, string, string)>());
+        log?.Invoke($"answering {questions.Count} questions (zero-shot)");
         for (int start = 0; start < questions.Count; start += batch)
         {
             var chunk = questions.Skip(start).Take(batch).ToList();
-            var results = pipeline.Run(chunk.Select(q => Path.Combine(dataDir, q["image"]!.GetValue<string>())).ToList(),
-                chunk.Select(q => pipeline.VqaPrompt(q["question"]!.GetValue<string>())).ToList(), short_);
+            var results = NativeScalarRace.Retry(() => pipeline.Run(chunk.Select(q => Path.Combine(dataDir, q["image"]!.GetValue<string>())).ToList(),
+                chunk.Select(q => pipeline.VqaPrompt(q["question"]!.GetValue<string>())).ToList(), short_), log);
             for (int i = 0; i < chunk.Count; i++)
             {
                 string kind = chunk[i]["kind"]!.GetValue<string>();
                 var (r, t) = byKind.GetValueOrDefault(kind);
-                byKind[kind] = (r + (AnswerCorrect(results[i].Text, chunk[i]["answer"]!.GetValue<string>()) ? 1 : 0), t + 1);
+                string expected = chunk[i]["answer"]!.GetValue<string>();
+                byKind[kind] = (r + (AnswerCorrect(results[i].Text, expected) ? 1 : 0), t + 1);
+                if (sampleAnswers.TryGetValue(results[i].Image, out var list)) list.Add((chunk[i]["question"]!.GetValue<string>(), results[i].Text.Trim(), expected));
             }
         }
 
+        int right = byKind.Values.Sum(v => v.Right), total = byKind.Values.Sum(v => v.Total);
+        var demoSamples = samples.Select(x => new DemoSample(x.Image, x.Caption, x.Correct, sampleAnswers[x.Image])).ToList();
+        var vqaByKind = byKind.ToDictionary(kv => kv.Key, kv => (double)kv.Value.Right / kv.Value.Total);
+        double captionAccuracy = (double)correct / images.Count, vqa = total == 0 ? 0 : (double)right / total;
+        if (retrievalDir is null) return new DemoMetrics(captionAccuracy, vqa, vqaByKind, null, null, null, null, images.Count, demoSamples);
+
+        log?.Invoke($"retrieval among {images.Count} test scenes");
         using var retriever = Blip2Retriever.FromPretrained(retrievalDir);
         var captions = File.ReadLines(Path.Combine(dataDir, $"{split}.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject())
             .GroupBy(x => x["image"]!.GetValue<string>()).ToDictionary(g => g.Key, g => g.Select(x => x["caption"]!.GetValue<string>()).ToList());
@@ -89,11 +107,8 @@ public static class DemoEvaluation
                 texts.Add(c);
             }
         }
-        var m = RetrievalEvaluation.Evaluate(retriever, new RetrievalEvaluation.Dataset(images, texts, [.. t2i], i2t), kTest);
+        var m = NativeScalarRace.Retry(() => RetrievalEvaluation.Evaluate(retriever, new RetrievalEvaluation.Dataset(images, texts, [.. t2i], i2t), kTest), log);
 
-        int right = byKind.Values.Sum(v => v.Right), total = byKind.Values.Sum(v => v.Total);
-        return new DemoMetrics((double)correct / images.Count, total == 0 ? 0 : (double)right / total,
-            byKind.ToDictionary(kv => kv.Key, kv => (double)kv.Value.Right / kv.Value.Total),
-            m.T2iR1, m.I2tR1, m.T2iR5, m.I2tR5, images.Count, samples);
+        return new DemoMetrics(captionAccuracy, vqa, vqaByKind, m.T2iR1, m.I2tR1, m.T2iR5, m.I2tR5, images.Count, demoSamples);
     }
 }

@@ -17,12 +17,25 @@ internal static class PretrainLoop
         for (int step = 0; step < steps; step++)
         {
             using var scope = NewDisposeScope();
-            var loss = lossAt(step);
-            optimizer.ZeroGrad();
-            loss.backward();
-            nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), 1.0);
+            float value;
+            for (int attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    var loss = lossAt(step);
+                    optimizer.ZeroGrad();
+                    loss.backward();
+                    nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), 1.0);
+                    value = loss.item<float>();
+                    break;
+                }
+                catch (System.Runtime.InteropServices.ExternalException e) when (attempt < 4 && NativeScalarRace.Matches(e))
+                {
+                    // Nothing was applied yet: the step is repeated (a new batch; the run stays deterministic otherwise).
+                }
+            }
             optimizer.Update(schedule.At(step));
-            losses.Add(loss.item<float>());
+            losses.Add(value);
             progress?.Invoke(step + 1, losses[^1]);
         }
         int tenth = Math.Max(1, steps / 10);

@@ -11,6 +11,12 @@ public sealed record SceneObject(Shape Shape, string Color, bool Large, int Colu
     public string Size => Large ? "large" : "small";
     public string ShapeName => Shape.ToString().ToLowerInvariant();
     public string Describe(bool withSize = true) => withSize ? $"{Size} {Color} {ShapeName}" : $"{Color} {ShapeName}";
+
+    /// <summary>Where the object stands, as captions say it: "on the left", "in the middle", "on the right".</summary>
+    public string Place => Column switch { 0 => "on the left", 1 => "in the middle", _ => "on the right" };
+
+    /// <summary>The phrase captions use for this object: "a large red circle on the left".</summary>
+    public string Phrase => $"a {Describe()} {Place}";
 }
 
 /// <summary>A synthetic scene: 1–3 objects on a plain background, with captions and question-answer pairs that describe it exactly.</summary>
@@ -85,32 +91,19 @@ public sealed record Scene(string Background, IReadOnlyList<SceneObject> Objects
         return data.ToArray();
     }
 
-    /// <summary>Captions in several phrasings; each names every object's size, colour and shape.</summary>
+    /// <summary>
+    /// Captions in three phrasings; each names every object (size, colour, shape, column) from left to right and the
+    /// background, so a caption identifies its scene up to the objects' rows, which no caption mentions.
+    /// </summary>
     public List<string> Captions()
     {
         var o = LeftToRight;
-        string List(IEnumerable<SceneObject> xs) => string.Join(" and ", xs.Select(x => "a " + x.Describe()));
-        var captions = new List<string>();
-        if (o.Count == 1)
-        {
-            captions.Add($"a {o[0].Describe()}");
-            captions.Add($"a picture of a {o[0].Describe()}");
-            captions.Add($"a {o[0].Describe()} on a {Background} background");
-        }
-        else if (o.Count == 2)
-        {
-            captions.Add($"a {o[0].Describe()} to the left of a {o[1].Describe()}");
-            captions.Add($"a {o[1].Describe()} to the right of a {o[0].Describe()}");
-            captions.Add($"there is {List(o)}");
-        }
-        else
-        {
-            captions.Add($"a {o[0].Describe()}, a {o[1].Describe()} and a {o[2].Describe()} from left to right");
-            captions.Add($"three objects: {List(o)}");
-            captions.Add($"a {o[1].Describe()} between a {o[0].Describe()} and a {o[2].Describe()}");
-        }
-        return captions;
+        string list = o.Count == 1 ? o[0].Phrase : string.Join(", ", o.Take(o.Count - 1).Select(x => x.Phrase)) + " and " + o[^1].Phrase;
+        return [$"{list}, on a {Background} background", $"a {Background} background with {list}", $"there is {list}, on a {Background} background"];
     }
+
+    /// <summary>What a caption pins down: background and each object's size, colour, shape and column (not its row).</summary>
+    public string Key => Background + "|" + string.Join("|", LeftToRight.Select(x => $"{x.Describe()} {x.Column}"));
 
     /// <summary>Questions about colour, shape, count, position and existence, with their one-word or two-word answers.</summary>
     public List<(string Kind, string Question, string Answer)> Questions(Random rng)

@@ -21,15 +21,25 @@ public static class TextPretraining
     {
         public int HiddenSize { get; init; } = 128;
         public int Layers { get; init; } = 4;
-        public int Heads { get; init; } = 4;
+        public int Heads { get; init; } = 8;
         public int FfnDim { get; init; } = 512;
-        public int Steps { get; init; } = 1500;
+        public int Steps { get; init; } = 3000;
         public int BatchSize { get; init; } = 32;
         public double Lr { get; init; } = 1e-3;
         public long Seed { get; init; } = 1;
     }
 
-    /// <summary>Texts of the scene world: each scene's captions, and a caption with each of its questions answered.</summary>
+    /// <summary>The separator of packed documents (OPT's bos/eos), written into corpus texts where one document ends.</summary>
+    public const string Separator = "</s>";
+
+    /// <summary>
+    /// Texts of the scene world. Each scene gives a caption (ending in "\n", where generation stops), a caption
+    /// restated in another phrasing after a separator, a caption followed by all its questions answered as the next
+    /// packed document ("caption&lt;/s&gt;Question: … Answer: red\nQuestion: …"), twice, one question inline as in
+    /// "… background. Question: what color is the circle? Answer: red", and two short documents about one object. OPT's own pre-training packs documents between &lt;/s&gt;
+    /// separators the same way; here it teaches the model to read a description that stands before a &lt;/s&gt;, which is
+    /// where BLIP-2 puts the soft prompt: [queries]&lt;/s&gt;Question: … Answer:.
+    /// </summary>
     public static List<string> Corpus(int scenes, long seed)
     {
         var rng = new Random((int)seed);
@@ -38,11 +48,35 @@ public static class TextPretraining
         {
             var scene = Scene.Random(rng);
             var captions = scene.Captions();
-            foreach (var c in captions) texts.Add(c + "\n");
-            foreach (var (_, q, a) in scene.Questions(rng))
-                texts.Add($"{captions[rng.Next(captions.Count)]}. Question: {q} Answer: {a}\n");
+            string Any() => captions[rng.Next(captions.Count)];
+            texts.Add(Any() + "\n");
+            texts.Add(Any() + Separator + Any() + "\n");
+            // All the scene's questions after one description: an answer is one token in a long text, so packing
+            // several per document gives the model many more chances to learn to look the answer up.
+            var qa = scene.Questions(rng);
+            for (int k = 0; k < 2; k++)
+                texts.Add(Any() + Separator + string.Concat(qa.OrderBy(_ => rng.Next()).Select(x => $"Question: {x.Question} Answer: {x.Answer}\n")));
+            var (_, q, a) = qa[rng.Next(qa.Count)];
+            texts.Add($"{Any()}. Question: {q} Answer: {a}\n");
+            // Short documents, one object described, make the look-up easy to discover before long descriptions.
+            var one = scene.Objects[rng.Next(scene.Objects.Count)];
+            texts.Add($"{one.Phrase}{Separator}Question: what shape is the {one.Color} object? Answer: {one.ShapeName}\n");
+            texts.Add($"{one.Phrase}{Separator}Question: what color is the {one.ShapeName}? Answer: {one.Color}\n");
         }
         return texts;
+    }
+
+    /// <summary>Token ids of a corpus text: bos, then the documents with the separator's id between them.</summary>
+    public static List<int> EncodeDocuments(Tokenizer tokenizer, string text)
+    {
+        var parts = text.Split(Separator);
+        var ids = tokenizer.Encode(parts[0]).Ids.ToList();
+        foreach (var part in parts.Skip(1))
+        {
+            ids.Add(tokenizer.TokenToId(Separator));
+            ids.AddRange(tokenizer.Encode(part, addSpecialTokens: false).Ids);
+        }
+        return ids;
     }
 
     public static OptConfig Config(Options o, int vocab) => new()
@@ -66,7 +100,7 @@ public static class TextPretraining
         lm.train();
         var result = PretrainLoop.Run(lm.named_parameters().Select(p => (p.name, p.parameter)), o.Steps, o.Lr, 0.01, _ =>
         {
-            var batch = Enumerable.Range(0, o.BatchSize).Select(_ => tokenizer.Encode(texts[rng.Next(texts.Count)]).Ids.Take(lm.Config.MaxPositionEmbeddings).ToList()).ToList();
+            var batch = Enumerable.Range(0, o.BatchSize).Select(_ => EncodeDocuments(tokenizer, texts[rng.Next(texts.Count)]).Take(lm.Config.MaxPositionEmbeddings).ToList()).ToList();
             var (ids, mask) = tokenizer.PadRight(batch);
             var logits = lm.Forward(lm.EmbedTokens(ids), mask).Logits;                 // [B, T, V]
             var labels = ids.masked_fill(mask.eq(0), -100);

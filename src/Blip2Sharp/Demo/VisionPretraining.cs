@@ -11,29 +11,32 @@ using F = TorchSharp.torch.nn.functional;
 namespace Blip2Sharp.Demo;
 
 /// <summary>
-/// The demo's frozen image encoder, pre-trained on scenes without any text: a small ViT whose pooled output predicts,
-/// for each of the three columns, whether an object is there and its shape, colour, size and row. Only the ViT is kept
-/// (saved under vision_model.*, the name BLIP-2 checkpoints use); the attribute heads are discarded.
+/// The demo's frozen image encoder, pre-trained on scenes without any text. Patches are the scene's cells (image size
+/// = 3 × patch size), and each patch token learns to tell whether an object stands in its cell and its shape, colour
+/// and size; the class token learns how many objects there are. Only the ViT is kept (saved under vision_model.*,
+/// the name BLIP-2 checkpoints use); the attribute heads are discarded.
 /// </summary>
 public static class VisionPretraining
 {
     public sealed record Options
     {
-        public int ImageSize { get; init; } = 64;
-        public int PatchSize { get; init; } = 8;
+        public int ImageSize { get; init; } = 96;
+        public int PatchSize { get; init; } = 32;
         public int HiddenSize { get; init; } = 128;
         public int Layers { get; init; } = 4;
         public int Heads { get; init; } = 4;
         public int MlpSize { get; init; } = 512;
-        public int Steps { get; init; } = 1500;
+        public int Steps { get; init; } = 600;
         public int BatchSize { get; init; } = 32;
         public double Lr { get; init; } = 1e-3;
         public long Seed { get; init; } = 1;
     }
 
-    // Per column: presence (2), shape (3), colour (6), size (2), row (3).
-    private static readonly int[] Heads = [2, 3, Scene.Colors.Length, 2, 3];
-    private static int PerColumn => Heads.Sum();
+    // Per cell: presence (2), shape (3), colour (6), size (2), and the cell's own column (3) and row (3), so that each
+    // patch token keeps saying where it is (the Q-Former needs the column to tell left from right).
+    private static readonly int[] Heads = [2, 3, Scene.Colors.Length, 2, 3, 3];
+    private static int PerCell => Heads.Sum();
+    private const int Cells = 9;
 
     public static Blip2VisionConfig Config(Options o) => new()
     {
@@ -41,20 +44,21 @@ public static class VisionPretraining
         NumAttentionHeads = o.Heads, IntermediateSize = o.MlpSize,
     };
 
-    /// <summary>Targets [B, 3 columns, 5 attributes]; −100 where an attribute does not apply (no object in the column).</summary>
+    /// <summary>Targets [B, 9 cells (row-major, as the patches), 6 attributes]; −100 where an attribute does not apply (empty cell).</summary>
     public static long[,,] Targets(IReadOnlyList<Scene> scenes)
     {
-        var t = new long[scenes.Count, 3, Heads.Length];
+        var t = new long[scenes.Count, Cells, Heads.Length];
         for (int b = 0; b < scenes.Count; b++)
         {
-            for (int c = 0; c < 3; c++)
+            for (int cell = 0; cell < Cells; cell++)
             {
-                var o = scenes[b].Objects.FirstOrDefault(x => x.Column == c);
-                t[b, c, 0] = o is null ? 0 : 1;
-                t[b, c, 1] = o is null ? -100 : (int)o.Shape;
-                t[b, c, 2] = o is null ? -100 : Array.FindIndex(Scene.Colors, x => x.Name == o.Color);
-                t[b, c, 3] = o is null ? -100 : o.Large ? 1 : 0;
-                t[b, c, 4] = o is null ? -100 : o.Row;
+                var o = scenes[b].Objects.FirstOrDefault(x => x.Row * 3 + x.Column == cell);
+                t[b, cell, 0] = o is null ? 0 : 1;
+                t[b, cell, 1] = o is null ? -100 : (int)o.Shape;
+                t[b, cell, 2] = o is null ? -100 : Array.FindIndex(Scene.Colors, x => x.Name == o.Color);
+                t[b, cell, 3] = o is null ? -100 : o.Large ? 1 : 0;
+                t[b, cell, 4] = cell % 3;
+                t[b, cell, 5] = cell / 3;
             }
         }
         return t;
@@ -63,11 +67,16 @@ public static class VisionPretraining
     /// <summary>Trains from scratch on freshly rendered scenes; returns the mean loss of the first and last 10 % of steps.</summary>
     public static (double First, double Last) Train(Blip2VisionModel vit, Options o, Action<int, double>? progress = null)
     {
+        if (o.ImageSize != 3 * o.PatchSize) throw new ArgumentException($"the demo's ViT needs one patch per scene cell: image size {o.ImageSize} must be 3 × patch size {o.PatchSize}.");
         manual_seed(o.Seed);
         ModelInit.Randomize(vit, o.Seed);
-        var head = new Modeling.Layers.Linear(o.HiddenSize, 3 * PerColumn, true, ModelOptions.Cpu);
-        ModelInit.Randomize(head, o.Seed + 1);
-        var parameters = vit.named_parameters().Select(p => ("vit." + p.name, p.parameter)).Concat(head.named_parameters().Select(p => ("head." + p.name, p.parameter)));
+        var cellHead = new Modeling.Layers.Linear(o.HiddenSize, PerCell, true, ModelOptions.Cpu);
+        var countHead = new Modeling.Layers.Linear(o.HiddenSize, 4, true, ModelOptions.Cpu);
+        ModelInit.Randomize(cellHead, o.Seed + 1);
+        ModelInit.Randomize(countHead, o.Seed + 2);
+        var parameters = vit.named_parameters().Select(p => ("vit." + p.name, p.parameter))
+            .Concat(cellHead.named_parameters().Select(p => ("cell." + p.name, p.parameter)))
+            .Concat(countHead.named_parameters().Select(p => ("count." + p.name, p.parameter)));
         var processor = new BlipImageProcessor(ImageProcessorConfig.ForSize(o.ImageSize));
         var rng = new Random((int)o.Seed);
         vit.train();
@@ -75,21 +84,22 @@ public static class VisionPretraining
         {
             var scenes = Enumerable.Range(0, o.BatchSize).Select(_ => Scene.Random(rng)).ToList();
             var images = scenes.Select(s => ImageDecoder.Decode(s.RenderPng(o.ImageSize), "scene")).ToList();
-            var pooled = vit.Forward(processor.Preprocess(images)).PoolerOutput;         // [B, D]
-            var logits = head.forward(pooled).view(o.BatchSize, 3, PerColumn);          // [B, 3, Σ classes]
-            var targets = tensor(Targets(scenes)).view(o.BatchSize, 3, Heads.Length);
-            Tensor loss = zeros([]);
+            var output = vit.Forward(processor.Preprocess(images));
+            var logits = cellHead.forward(output.LastHiddenState[.., 1.., ..]);        // [B, 9, Σ classes]
+            var targets = tensor(Targets(scenes));                                      // [B, 9, 6]
+            var loss = F.cross_entropy(countHead.forward(output.PoolerOutput), tensor(scenes.Select(s => (long)s.Objects.Count).ToArray()));
             int offset = 0;
             for (int k = 0; k < Heads.Length; k++)
             {
-                var l = logits[.., .., offset..(offset + Heads[k])].reshape(-1, Heads[k]);
+                var l = logits[.., .., offset..(offset + Heads[k])].reshape(-1, Heads[k]);   // [B·9, classes]
                 loss = Modeling.Layers.Scalars.Add(loss, F.cross_entropy(l, targets[.., .., k].reshape(-1), ignore_index: -100));
                 offset += Heads[k];
             }
             return loss;
         }, progress);
         vit.eval();
-        head.Dispose();
+        cellHead.Dispose();
+        countHead.Dispose();
         return result;
     }
 

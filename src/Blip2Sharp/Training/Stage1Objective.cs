@@ -1,4 +1,5 @@
 using Blip2Sharp.Modeling;
+using Blip2Sharp.Modeling.Layers;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -69,7 +70,7 @@ public sealed class Stage1Objective : nn.Module
         var simI2T = imageFeats.matmul(textFeat.t()).amax([1]) / temp;    // [B_img, B_txt]: max over queries
         var simT2I = simI2T.t();                                          // [B_txt, B_img]
         var targets = arange(imageFeats.shape[0], dtype: ScalarType.Int64, device: imageFeats.device);
-        var loss = (SmoothedCrossEntropy(simI2T, targets, eps) + SmoothedCrossEntropy(simT2I, targets, eps)) / 2;
+        var loss = Scalars.Mul(Scalars.Add(SmoothedCrossEntropy(simI2T, targets, eps), SmoothedCrossEntropy(simT2I, targets, eps)), 0.5);
         return (loss.MoveToOuterDisposeScope(), simI2T.MoveToOuterDisposeScope(), simT2I.MoveToOuterDisposeScope());
     }
 
@@ -84,8 +85,8 @@ public sealed class Stage1Objective : nn.Module
         long b = simI2T.shape[0];
         if (b < 2) throw new ArgumentException("hard negatives need a batch of at least 2 pairs.");
         var eye = TorchSharp.torch.eye(b, dtype: ScalarType.Bool, device: simI2T.device);
-        var wT2I = simT2I.detach().masked_fill(eye, -10000).softmax(1);
-        var wI2T = simI2T.detach().masked_fill(eye, -10000).softmax(1);
+        var wT2I = simT2I.detach().masked_fill(eye, Scalars.Of(-10000)).softmax(1);
+        var wI2T = simI2T.detach().masked_fill(eye, Scalars.Of(-10000)).softmax(1);
         var negImage = wT2I.multinomial(1, generator: generator).squeeze(1).cpu().data<long>().ToArray();
         var negText = wI2T.multinomial(1, generator: generator).squeeze(1).cpu().data<long>().ToArray();
         return (negImage, negText);
@@ -127,7 +128,7 @@ public sealed class Stage1Objective : nn.Module
         // ITG: [DEC] first; text sees every query (cached keys/values) and the text before it; queries never see text.
         var decIds = inputIds.clone();
         decIds[.., 0] = DecTokenId;
-        var labels = decIds.masked_fill(decIds.eq(PadTokenId), -100);
+        var labels = decIds.masked_fill(decIds.eq(Scalars.Of(PadTokenId)), Scalars.Of(-100));
         var mmMask = QFormerMasks.MultimodalCausal(q, attentionMask)[.., q.., ..];                        // [B, T, Q + T]
         var itgHidden = _model.QFormer.Forward(_model.Embeddings.Forward(decIds), queryLength: 0,
             attentionMask: QFormerMasks.Additive(mmMask), past: queryOut.SelfAttentionKv).LastHiddenState;

@@ -1,4 +1,5 @@
 using Blip2Sharp.Modeling;
+using Blip2Sharp.Modeling.Layers;
 using Blip2Sharp.Processing.Tokenizers;
 using static TorchSharp.torch;
 
@@ -42,7 +43,7 @@ public sealed class Stage2Objective
         if (Model.Opt is not null)
         {
             var (ids, mask) = Encode(captions.Select(c => c + "\n").ToList());
-            var labels = ids.masked_fill(mask.eq(0), -100);
+            var labels = ids.masked_fill(mask.eq(Scalars.Of(0)), Scalars.Of(-100));
             using var o = Model.Forward(pixelValues, ids, mask, labels, useImageTokens: false);
             return o.Loss!.clone().MoveToOuterDisposeScope();
         }
@@ -57,7 +58,7 @@ public sealed class Stage2Objective
         }
         var (pIds, pMask) = Encode(prefixes);
         var (sIds, sMask) = Encode(suffixes);
-        var t5Labels = sIds.masked_fill(sMask.eq(0), -100);
+        var t5Labels = sIds.masked_fill(sMask.eq(Scalars.Of(0)), Scalars.Of(-100));
         using var t5 = Model.Forward(pixelValues, pIds, pMask, t5Labels, useImageTokens: false);
         return t5.Loss!.clone().MoveToOuterDisposeScope();
     }

@@ -24,6 +24,9 @@ public sealed record TrainConfig
     /// <summary>Captions longer than this many tokens are cut (stated in the log): 32, as LAVIS's max_txt_len.</summary>
     [JsonPropertyName("max_text_tokens")] public int MaxTextTokens { get; init; } = 32;
     [JsonPropertyName("augment")] public bool Augment { get; init; } = true;
+    /// <summary>Decode the next batch's images on other threads while a step trains. Off, nothing allocates managed
+    /// memory during native calls, which keeps TorchSharp's Scalar race (see NativeScalarRace) from striking.</summary>
+    [JsonPropertyName("prefetch")] public bool Prefetch { get; init; } = true;
     /// <summary>Stage 1: frozen vision layers skipped at the end (the paper drops EVA-CLIP's last one; the official
     /// BLIP-2 weights already have it removed, so 0 for them).</summary>
     [JsonPropertyName("drop_last_vision_layers")] public int DropLastVisionLayers { get; init; }

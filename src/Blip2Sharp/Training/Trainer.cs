@@ -5,6 +5,7 @@ using System.Text.Json;
 using Blip2Sharp.Configuration;
 using Blip2Sharp.Loading;
 using Blip2Sharp.Modeling;
+using Blip2Sharp.Modeling.Layers;
 using Blip2Sharp.Processing;
 using Blip2Sharp.Processing.Tokenizers;
 using Blip2Sharp.Tasks;
@@ -92,38 +93,44 @@ public sealed class Trainer
         int counted = 0;
 
         // Images of the next micro-batch are decoded and augmented on other threads while the current one trains.
-        Task<(List<ImageTextPair> Batch, RgbImage?[] Images)> Load(long global) => Task.Run(() =>
+        (List<ImageTextPair> Batch, RgbImage?[] Images) LoadNow(long global)
         {
             var batch = BatchAt(global);
             return (batch, ImageTextData.LoadImages(batch.Select(p => p.Image).ToList(), session.ImageProcessor, Config.Augment, Config.Seed, (int)global));
-        });
+        }
+        Task<(List<ImageTextPair> Batch, RgbImage?[] Images)> Load(long global) =>
+            Config.Prefetch ? Task.Run(() => LoadNow(global)) : Task.FromResult(LoadNow(global));
         long firstGlobal = (long)start * Config.GradAccumulation;
         var next = start < Config.MaxSteps ? Load(firstGlobal) : null;
 
         for (int step = start + 1; step <= Config.MaxSteps; step++)
         {
             ct.ThrowIfCancellationRequested();
-            manual_seed(Config.Seed * 1_000_003 + step); // dropout
-            session.TrainMode();
-            optimizer.ZeroGrad();
+            var micros = new List<(List<ImageTextPair> Batch, RgbImage?[] Images, long Global)>();
             for (int micro = 0; micro < Config.GradAccumulation; micro++)
             {
                 long global = (long)(step - 1) * Config.GradAccumulation + micro;
                 var (batch, images) = next!.Result;
                 next = global + 1 < (long)Config.MaxSteps * Config.GradAccumulation ? Load(global + 1) : null;
-                var ok = Enumerable.Range(0, batch.Count).Where(i => images[i] is not null).ToList();
-                skipped += batch.Count - ok.Count;
-                if (ok.Count < (Stage == TrainStage.Stage1 ? 2 : 1)) continue;
-                using var scope = NewDisposeScope();
-                var pixels = session.ImageProcessor.Preprocess(ok.Select(i => images[i]!).ToList()); // images already at model size: resize is a no-op
-                var losses = session.Losses(pixels, ok.Select(i => batch[i].Caption).ToList(), global);
-                var total = losses.Values.Aggregate((a, b) => a + b) / Config.GradAccumulation;
-                total.backward();
-                foreach (var (n, v) in losses) sums[n] += v.item<float>() / Config.GradAccumulation;
-                pairsSinceLog += ok.Count;
+                micros.Add((batch, images, global));
+            }
+            for (int attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    var (stepSums, stepPairs, stepSkipped) = AccumulateStep(session, optimizer, micros, step);
+                    foreach (var (n, v) in stepSums) sums[n] += v;
+                    pairsSinceLog += stepPairs;
+                    skipped += stepSkipped;
+                    break;
+                }
+                catch (System.Runtime.InteropServices.ExternalException e) when (attempt < 4 && NativeScalarRace.Matches(e))
+                {
+                    // Nothing was applied yet (the optimizer runs after this), so the step is repeated as it was.
+                    Log?.Invoke($"step {step}: {NativeScalarRace.Describe(e)}; repeating the step (attempt {attempt + 1}).");
+                }
             }
             counted++;
-            if (Config.ClipGradNorm > 0) nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), Config.ClipGradNorm);
             double lr = schedule.At(step - 1);
             optimizer.Update(lr);
 
@@ -147,6 +154,32 @@ public sealed class Trainer
         if (skipped > 0) Log?.Invoke($"{skipped} unreadable images were skipped.");
         metrics.Plot(Path.Combine(OutDir, "metrics.png"));
         return last;
+    }
+
+    /// <summary>Forward and backward of one optimizer step's micro-batches (gradients clipped); returns the losses, pairs used and images skipped.</summary>
+    private (Dictionary<string, double> Sums, int Pairs, int Skipped) AccumulateStep(ISession session, AdamW optimizer,
+        List<(List<ImageTextPair> Batch, RgbImage?[] Images, long Global)> micros, int step)
+    {
+        manual_seed(Config.Seed * 1_000_003 + step); // dropout
+        session.TrainMode();
+        optimizer.ZeroGrad();
+        var sums = session.LossNames.ToDictionary(n => n, _ => 0.0);
+        int pairs = 0, skipped = 0;
+        foreach (var (batch, images, global) in micros)
+        {
+            var ok = Enumerable.Range(0, batch.Count).Where(i => images[i] is not null).ToList();
+            skipped += batch.Count - ok.Count;
+            if (ok.Count < (Stage == TrainStage.Stage1 ? 2 : 1)) continue;
+            using var scope = NewDisposeScope();
+            var pixels = session.ImageProcessor.Preprocess(ok.Select(i => images[i]!).ToList()); // images already at model size: resize is a no-op
+            var losses = session.Losses(pixels, ok.Select(i => batch[i].Caption).ToList(), global);
+            var total = Scalars.Mul(losses.Values.Aggregate(Scalars.Add), 1.0 / Config.GradAccumulation);
+            total.backward();
+            foreach (var (n, v) in losses) sums[n] += v.item<float>() / Config.GradAccumulation;
+            pairs += ok.Count;
+        }
+        if (Config.ClipGradNorm > 0) nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), Config.ClipGradNorm);
+        return (sums, pairs, skipped);
     }
 
     private List<ImageTextPair> BatchAt(long globalBatch)
