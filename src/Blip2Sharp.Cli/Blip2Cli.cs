@@ -50,14 +50,18 @@ public static class Blip2Cli
                 .WithExample("train", "stage2", "--init", "models/blip2-opt-2.7b", "--qformer", "runs/s1/checkpoint-1000", "--data", "pairs.jsonl", "--out", "runs/s2");
             c.AddBranch("demo", demo =>
             {
-                demo.SetDescription("The built-in demo model: BLIP-2 trained from scratch on synthetic scenes. Without a subcommand: caption, question and search new scenes.");
+                demo.SetDescription("The built-in demo model: BLIP-2 trained from scratch on synthetic scenes. Without a subcommand: caption, question and search new scenes " +
+                    "(options: -n|--scenes N, --seed S, -o|--out DIR, -m|--model DIR, --json).");
+                demo.AddExample("demo");
+                demo.AddExample("demo", "--scenes", "4", "--seed", "3", "--out", "demo-output");
                 demo.SetDefaultCommand<DemoRunCommand>();
                 demo.AddCommand<DemoDataCommand>("data")
                     .WithDescription("Render a deterministic dataset of synthetic scenes with captions and question-answer pairs.")
                     .WithExample("demo", "data", "--out", "scenes", "--seed", "1");
                 demo.AddCommand<DemoTrainCommand>("train")
-                    .WithDescription("Rebuild the demo from scratch: scenes, a text-only OPT, an attribute-trained ViT, then BLIP-2 stage 1 and stage 2.")
-                    .WithExample("demo", "train", "--out", "demo-run", "--seed", "1");
+                    .WithDescription("Rebuild the demo from scratch: scenes, a text-only OPT, an attribute-trained ViT, BLIP-2 stage 1 and stage 2, evaluation and report.md (about 23 minutes on 2 cores).")
+                    .WithExample("demo", "train", "--out", "demo-run", "--seed", "1")
+                    .WithExample("demo", "train", "--out", "demo-run", "--seed", "1", "--ablation");
                 demo.AddCommand<DemoEvalCommand>("eval")
                     .WithDescription("Evaluate a demo model on a freshly generated test split: caption accuracy, zero-shot VQA, retrieval R@1.")
                     .WithExample("demo", "eval", "--seed", "7", "--json")
