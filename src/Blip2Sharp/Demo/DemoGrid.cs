@@ -7,6 +7,13 @@ public static class DemoGrid
 {
     public sealed record Tile(byte[] Png, IReadOnlyList<string> Lines);
 
+    /// <summary>
+    /// A scene's tile: its caption, then each question with the model's answer, each marked right or wrong (in words:
+    /// the default typeface here has no glyphs for ✓ and ✗).
+    /// </summary>
+    public static Tile Scene(byte[] png, string caption, bool captionCorrect, IEnumerable<(string Question, string Answer, string Expected, bool Correct)> answers) =>
+        new(png, [$"{caption} ({(captionCorrect ? "right" : "wrong")})", .. answers.Select(a => $"Q: {a.Question} A: {a.Answer} ({(a.Correct ? "right" : "wrong: " + a.Expected)})")]);
+
     public static void Write(string path, IReadOnlyList<Tile> tiles, int columns = 4, int imageSize = 192, int tileWidth = 380)
     {
         using var font = new SKFont(SKTypeface.Default, 13);

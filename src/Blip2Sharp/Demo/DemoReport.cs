@@ -66,8 +66,8 @@ public static class DemoReport
             "![test scenes with their generated captions and answers](grid.png)",
             "",
         ]);
-        DemoGrid.Write(Path.Combine(workDir, "grid.png"), [.. full.Samples.Select(s => new DemoGrid.Tile(File.ReadAllBytes(s.Image),
-            [$"{s.Caption} ({(s.CaptionCorrect ? "right" : "wrong")})", .. s.Answers.Select(a => $"Q: {a.Question} A: {a.Answer} ({(DemoEvaluation.AnswerCorrect(a.Answer, a.Expected) ? "right" : "wrong: " + a.Expected)})")]))]);
+        DemoGrid.Write(Path.Combine(workDir, "grid.png"), [.. full.Samples.Select(s => DemoGrid.Scene(File.ReadAllBytes(s.Image), s.Caption, s.CaptionCorrect,
+            s.Answers.Select(a => (a.Question, a.Answer, a.Expected, DemoEvaluation.AnswerCorrect(a.Answer, a.Expected)))))]);
         string path = Path.Combine(workDir, "report.md");
         File.WriteAllLines(path, md);
         return path;

@@ -77,13 +77,14 @@ public static class DemoShowcase
         using (var imageFeatures = retriever.EncodeImages(images))
         using (var textFeatures = retriever.EncodeTexts(truths))
         {
-            var probs = retriever.ItmProbabilities(imageFeatures, textFeatures);    // [images, texts]
-            var itc = Blip2Retriever.ItcMatrix(imageFeatures.Embeds, textFeatures.Embeds);
+            using var probsTensor = retriever.ItmProbabilities(imageFeatures, textFeatures);                          // [images, texts]
+            using var itcTensor = Blip2Retriever.ItcMatrix(imageFeatures.Embeds, textFeatures.Embeds);              // [images, texts]
+            float[] probs = probsTensor.contiguous().data<float>().ToArray(), itc = itcTensor.contiguous().data<float>().ToArray();
             for (int t = 0; t < count; t++)
             {
                 // The ITC ranking decides ties of ITM (equal probabilities); ITM decides the rest, as LAVIS's re-ranking does.
-                int best = Enumerable.Range(0, count).OrderByDescending(i => probs[i, t].item<float>()).ThenByDescending(i => itc[i, t].item<float>()).First();
-                search.Add(new ShowcaseSearch(truths[t], images[best], probs[best, t].item<float>(), best == t));
+                int best = Enumerable.Range(0, count).OrderByDescending(i => probs[i * count + t]).ThenByDescending(i => itc[i * count + t]).First();
+                search.Add(new ShowcaseSearch(truths[t], images[best], probs[best * count + t], best == t));
             }
         }
 
@@ -120,8 +121,7 @@ public static class DemoShowcase
             md.Add($"| {Path.GetFileName(s.Image)} | {s.Caption} | {Mark(s.CaptionCorrect)} | {qa} | {Path.GetFileName(s.Search.TopImage)} ({s.Search.Probability:F2}) {Mark(s.Search.Correct)} |");
         }
         File.WriteAllLines(Path.Combine(outDir, "results.md"), md);
-        DemoGrid.Write(Path.Combine(outDir, "grid.png"), [.. scenes.Select(s => new DemoGrid.Tile(File.ReadAllBytes(s.Image),
-            [$"{Path.GetFileName(s.Image)}: {s.Caption} ({(s.CaptionCorrect ? "right" : "wrong")})", .. s.Answers.Select(a => $"Q: {a.Question} A: {a.Answer} ({(a.Correct ? "right" : "wrong: " + a.Expected)})")]))]);
-        // (Words, not ✓/✗, in the PNG: the default typeface here has no glyphs for them.)
+        DemoGrid.Write(Path.Combine(outDir, "grid.png"), [.. scenes.Select(s => DemoGrid.Scene(File.ReadAllBytes(s.Image), $"{Path.GetFileName(s.Image)}: {s.Caption}",
+            s.CaptionCorrect, s.Answers.Select(a => (a.Question, a.Answer, a.Expected, a.Correct))))]);
     }
 }

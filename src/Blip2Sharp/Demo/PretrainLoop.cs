@@ -17,23 +17,15 @@ internal static class PretrainLoop
         for (int step = 0; step < steps; step++)
         {
             using var scope = NewDisposeScope();
-            float value;
-            for (int attempt = 1; ; attempt++)
+            // Nothing is applied before the update, so a step hit by the Scalar race is repeated (with a new batch).
+            float value = NativeScalarRace.Retry(() =>
             {
-                try
-                {
-                    var loss = lossAt(step);
-                    optimizer.ZeroGrad();
-                    loss.backward();
-                    nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), 1.0);
-                    value = loss.item<float>();
-                    break;
-                }
-                catch (System.Runtime.InteropServices.ExternalException e) when (attempt < 4 && NativeScalarRace.Matches(e))
-                {
-                    // Nothing was applied yet: the step is repeated (a new batch; the run stays deterministic otherwise).
-                }
-            }
+                var loss = lossAt(step);
+                optimizer.ZeroGrad();
+                loss.backward();
+                nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), 1.0);
+                return loss.item<float>();
+            });
             optimizer.Update(schedule.At(step));
             losses.Add(value);
             progress?.Invoke(step + 1, losses[^1]);

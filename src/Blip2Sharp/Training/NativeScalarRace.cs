@@ -13,7 +13,7 @@ public static class NativeScalarRace
     public static bool Matches(ExternalException e) =>
         e.Message.Contains("Scalar.h", StringComparison.Ordinal) || e.Message.Contains("Unknown scalar type", StringComparison.Ordinal);
 
-    /// <summary>Runs work that changes no state (inference) again when it hits the race, up to three times.</summary>
+    /// <summary>Runs work again when it hits the race, up to three times: inference, or a training step before its update.</summary>
     public static T Retry<T>(Func<T> work, Action<string>? log = null)
     {
         for (int attempt = 1; ; attempt++)

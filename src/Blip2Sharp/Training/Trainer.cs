@@ -114,22 +114,11 @@ public sealed class Trainer
                 next = global + 1 < (long)Config.MaxSteps * Config.GradAccumulation ? Load(global + 1) : null;
                 micros.Add((batch, images, global));
             }
-            for (int attempt = 1; ; attempt++)
-            {
-                try
-                {
-                    var (stepSums, stepPairs, stepSkipped) = AccumulateStep(session, optimizer, micros, step);
-                    foreach (var (n, v) in stepSums) sums[n] += v;
-                    pairsSinceLog += stepPairs;
-                    skipped += stepSkipped;
-                    break;
-                }
-                catch (System.Runtime.InteropServices.ExternalException e) when (attempt < 4 && NativeScalarRace.Matches(e))
-                {
-                    // Nothing was applied yet (the optimizer runs after this), so the step is repeated as it was.
-                    Log?.Invoke($"step {step}: {NativeScalarRace.Describe(e)}; repeating the step (attempt {attempt + 1}).");
-                }
-            }
+            // Nothing is applied before the optimizer runs, so a step hit by the Scalar race is repeated as it was.
+            var (stepSums, stepPairs, stepSkipped) = NativeScalarRace.Retry(() => AccumulateStep(session, optimizer, micros, step), m => Log?.Invoke($"step {step}: {m}"));
+            foreach (var (n, v) in stepSums) sums[n] += v;
+            pairsSinceLog += stepPairs;
+            skipped += stepSkipped;
             counted++;
             double lr = schedule.At(step - 1);
             optimizer.Update(lr);
