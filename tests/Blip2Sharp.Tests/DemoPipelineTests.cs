@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Blip2Sharp.Demo;
 using Blip2Sharp.Generation;
 using Blip2Sharp.Tasks;
@@ -16,7 +17,7 @@ public class DemoPipelineTests
         {
             Seed = 3, TrainScenes = 24, ValScenes = 4, TestScenes = 4, TextScenes = 24, ImageSize = 24,
             Vision = new VisionPretraining.Options { HiddenSize = 32, Layers = 1, Heads = 2, MlpSize = 64, Steps = 5, BatchSize = 8 },
-            Text = new TextPretraining.Options { HiddenSize = 32, Layers = 1, Heads = 2, FfnDim = 64, Steps = 5, BatchSize = 8 },
+            Text = new TextPretraining.Options { HiddenSize = 32, Layers = 1, Heads = 2, FfnDim = 64, Steps = 5, BatchSize = 8, RepetitionSteps = 2 },
             QFormerHidden = 32, QFormerLayers = 1, QFormerHeads = 2, Queries = 4,
             Stage1 = new TrainConfig { MaxSteps = 4, BatchSize = 4, WarmupSteps = 0, SaveEvery = 4, LogEvery = 2 },
             Stage2 = new TrainConfig { MaxSteps = 4, BatchSize = 4, WarmupSteps = 0, SaveEvery = 4, LogEvery = 2 },
@@ -70,6 +71,23 @@ public class DemoPipelineTests
         }
         Assert.True(File.Exists(Path.Combine(show, "grid.png")));
         Assert.True(File.Exists(Path.Combine(show, "results.md")));
+    }
+
+    [Fact]
+    public void DemoTrainStartsAgainAfterANativeCrashAndFinishes()
+    {
+        string work = Fixtures.TempDir(), marker = Path.Combine(Fixtures.TempDir(), "crashed");
+        var r = CliRunner.RunWith(new Dictionary<string, string> { ["BLIP2_TEST_CRASH_ONCE"] = marker },
+            "demo", "train", "--out", work, "--scenes", "20", "--steps", "3", "--test-scenes", "4", "--seed", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.True(File.Exists(marker));                                            // the first child did abort
+        Assert.Contains("the native library crashed (signal 6, attempt 1 of 4)", r.Stderr);
+        Assert.Contains("done in", r.Stdout);
+        Assert.True(File.Exists(Path.Combine(work, "model", "generation", "model.safetensors")));
+        var phases = JsonNode.Parse(File.ReadAllText(Path.Combine(work, "timings.json")))!.AsArray();
+        Assert.Equal(6, phases.Count);                                               // scenes … evaluation, each once
+        Assert.All(phases, p => Assert.True((bool)p!["done"]!));
+        Assert.Contains("| evaluation |", File.ReadAllText(Path.Combine(work, "report.md")));
     }
 
     [Fact]

@@ -67,6 +67,9 @@ public class SceneTests
         Assert.Equal(new byte[] { 40, 70, 220 }, Pixel(80, 16));   // centre of column 2, row 0
         Assert.Equal(new byte[] { 250, 250, 250 }, Pixel(48, 80)); // empty cell: background
         Assert.Equal("a large red square on the left and a small blue circle on the right, on a white background", scene.Captions()[0]);
+        Assert.Equal("two objects on a white background: a large red square on the left and a small blue circle on the right", scene.Captions()[2]);
+        Assert.Equal("one object on a gray background: a small green triangle in the middle",
+            new Scene("gray", [new SceneObject(Shape.Triangle, "green", false, 1, 2)]).Captions()[2]);
     }
 
     [Fact]

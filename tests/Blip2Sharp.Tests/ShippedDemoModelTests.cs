@@ -23,10 +23,9 @@ public class ShippedDemoModelTests
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Contains("built-in demo model", r.Stderr);
         string caption = (string)JsonNode.Parse(r.Stdout)!["results"]!.AsArray()[0]!["text"]!;
-        // Backgrounds, colours and places are what the shipped model reads reliably (shapes and sizes are not: see the report).
+        // Every object with its size, colour, shape and place, and the background.
+        Assert.True(DemoEvaluation.CaptionCorrect(caption, TwoObjects.Objects), caption);
         Assert.Contains("white background", caption);
-        Assert.Contains("red", caption);
-        Assert.Contains("blue", caption);
     }
 
     [Fact]
@@ -40,12 +39,16 @@ public class ShippedDemoModelTests
     }
 
     [Fact]
-    public void TheShippedModelMeetsTheRetrievalBarOnAFreshSplit()
+    public void TheShippedModelMeetsTheCaptionAndRetrievalBarsOnAFreshSplit()
     {
         // A small split keeps the test quick; the report and the issue hold the 1,000-scene figures.
         var r = CliRunner.Run("demo", "eval", "--scenes", "150", "--seed", "31", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var j = JsonNode.Parse(r.Stdout)!;
+        Assert.True((double)j["caption_accuracy"]! >= 0.9, r.Stdout);
+        // Zero-shot VQA is below the issue's 0.8 (0.67 on 1,000 scenes); 0.55 is well above what a language model
+        // that cannot read its context gives (0.39, the previous demo model).
+        Assert.True((double)j["vqa_accuracy"]! >= 0.55, r.Stdout);
         Assert.True((double)j["retrieval_t2i_r1"]! >= 0.8, r.Stdout);
         Assert.True((double)j["retrieval_i2t_r1"]! >= 0.8, r.Stdout);
         Assert.Equal(150, (int)j["test_images"]!);

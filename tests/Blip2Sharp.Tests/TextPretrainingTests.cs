@@ -19,7 +19,7 @@ public class TextPretrainingTests
         using var lm = new OptForCausalLM(TextPretraining.Config(options, tokenizer.Count), ModelOptions.Cpu);
         var corpus = TextPretraining.Corpus(100, seed: 2);
         Assert.Contains(corpus, t => t.Contains(" Question: ") && t.Contains(" Answer: "));
-        var (first, last) = TextPretraining.Train(lm, tokenizer, corpus, options);
+        var (first, last) = TextPretraining.Train(lm, tokenizer, corpus, [], options);
         Assert.True(last < first * 0.7, $"loss {first:F3} → {last:F3}");
 
         TextPretraining.Save(lm, dir);
@@ -54,5 +54,27 @@ public class TextPretrainingTests
         Assert.Contains(corpus, t => t.Contains("</s>Question: what shape is the ") && t.EndsWith("\n"));
         Assert.Contains(corpus, t => t.Contains(". Question: "));
         Assert.All(corpus, t => Assert.EndsWith("\n", t));
+    }
+
+    [Fact]
+    public void RepetitionDocumentsRepeatARandomSequenceOfVariableLength()
+    {
+        string[] words = ["red", "circle", "left", "Answer"];
+        var texts = TextPretraining.Repetitions(words, 200, seed: 3);
+        Assert.Equal(texts, TextPretraining.Repetitions(words, 200, seed: 3));
+        var lengths = new HashSet<int>();
+        foreach (var t in texts)
+        {
+            Assert.EndsWith("\n", t);
+            var halves = t[..^1].Split(TextPretraining.Separator);
+            Assert.Equal(2, halves.Length);
+            Assert.Equal(halves[0], halves[1]);
+            var seq = halves[0].Split(' ');
+            Assert.InRange(seq.Length, 3, 24);
+            Assert.All(seq, w => Assert.Contains(w, words));
+            lengths.Add(seq.Length);
+        }
+        // Many lengths, so the copy cannot be learned as a fixed offset.
+        Assert.True(lengths.Count >= 20, $"{lengths.Count} lengths");
     }
 }

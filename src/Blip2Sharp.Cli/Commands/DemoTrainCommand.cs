@@ -1,5 +1,4 @@
 using System.ComponentModel;
-using System.Diagnostics;
 using Blip2Sharp.Demo;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -47,6 +46,8 @@ public sealed class DemoTrainCommand : Command<DemoTrainCommand.Settings>
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
+        if (!NativeCrashRestart.IsChild) return NativeCrashRestart.Supervise(attempts: 4, m => Console.Error.WriteLine($"[{Elapsed:mm\\:ss}] {m}"));
+        NativeCrashRestart.CrashOnceIfAsked();
         var o = new DemoPipeline.Options { Seed = s.Seed, Evaluate = !s.NoEval, Ablation = s.Ablation };
         if (s.Scenes is { } n) o = o with { TrainScenes = n };
         if (s.TestScenes is { } t) o = o with { TestScenes = t };
@@ -54,16 +55,18 @@ public sealed class DemoTrainCommand : Command<DemoTrainCommand.Settings>
         {
             o = o with
             {
-                Vision = o.Vision with { Steps = k }, Text = o.Text with { Steps = k },
+                Vision = o.Vision with { Steps = k }, Text = o.Text with { Steps = k, RepetitionSteps = k / 3 },
                 Stage1 = o.Stage1 with { MaxSteps = k, SaveEvery = k }, Stage2 = o.Stage2 with { MaxSteps = k, SaveEvery = k },
             };
         }
-        var watch = Stopwatch.StartNew();
-        var r = DemoPipeline.Run(s.Out, o, m => Console.Error.WriteLine($"[{watch.Elapsed:mm\\:ss}] {m}"));
+        var r = DemoPipeline.Run(s.Out, o, m => Console.Error.WriteLine($"[{Elapsed:mm\\:ss}] {m}"));
         Blip2Cli.Out($"demo model: {r.ModelDir} (generation/ and retrieval/)");
         if (r.Metrics is { } m) DemoEvalCommand.Print(m, r.Ablation);
         if (r.Report is { } report) Blip2Cli.Out($"report: {report}");
-        Blip2Cli.Out($"done in {watch.Elapsed:mm\\:ss}");
+        Blip2Cli.Out($"done in {Elapsed:mm\\:ss}");
         return 0;
     }
+
+    /// <summary>Time since the command started, across restarts after a native crash.</summary>
+    private static TimeSpan Elapsed => DateTimeOffset.UtcNow - NativeCrashRestart.Started;
 }

@@ -56,16 +56,17 @@ public static class DemoPipeline
     {
         Directory.CreateDirectory(workDir);
         string P(string name) => Path.Combine(workDir, name);
-        var timings = new List<(string, TimeSpan)>();
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        void Done(string phase)
+        var clock = new PhaseClock(P("timings.json"));
+        var userLog = log;
+        log = m =>
         {
-            timings.Add((phase, watch.Elapsed));
-            watch.Restart();
-        }
+            clock.Tick();
+            userLog?.Invoke(m);
+        };
         // A phase whose output is already there (a run stopped by a crash or Ctrl-C, started again) is not redone;
         // an interrupted stage resumes from its latest checkpoint.
         bool Have(string file) => File.Exists(P(file));
+        clock.Begin("scenes and tokenizers");
         log?.Invoke("rendering scenes");
         if (!Have("data/train_scenes.jsonl") || !Have("data/test_scenes.jsonl")) SceneDataset.Write(P("data"), o.Seed, o.TrainScenes, o.ValScenes, o.TestScenes, o.ImageSize);
         if (o.Evaluate && !Have("test-data/test_scenes.jsonl")) SceneDataset.Write(P("test-data"), o.TestSeed, 0, 0, o.TestScenes, o.ImageSize);
@@ -73,20 +74,22 @@ public static class DemoPipeline
         var words = SceneVocabulary.Words(seed: o.Seed);
         SceneVocabulary.WriteBpe(P("opt"), words);
         SceneVocabulary.WriteWordPiece(P("qformer-tokenizer"), words);
-        Done("scenes and tokenizers");
+        clock.End();
 
+        clock.Begin("language model pre-training (text only)");
         log?.Invoke("pre-training the language model on text");
         var bpe = Tokenizer.FromPretrained(P("opt"));
         if (!Have("opt/model.safetensors"))
         using (var lm = new OptForCausalLM(TextPretraining.Config(o.Text, bpe.Count), ModelOptions.Cpu))
         {
             var curve = new Curve(P("curves/language_model"), "language model", o.Text.Steps, log);
-            var (a, b) = TextPretraining.Train(lm, bpe, TextPretraining.Corpus(o.TextScenes, o.Seed), o.Text, curve.Add);
+            var (a, b) = TextPretraining.Train(lm, bpe, TextPretraining.Corpus(o.TextScenes, o.Seed), TextPretraining.Repetitions([.. words], o.TextScenes, o.Seed), o.Text, curve.Add);
             curve.Save();
             log?.Invoke($"language model loss {a:F3} → {b:F3}");
             TextPretraining.Save(lm, P("opt"));
         }
-        Done("language model pre-training (text only)");
+        clock.End();
+        clock.Begin("image encoder pre-training (no text)");
         log?.Invoke("pre-training the image encoder on scene attributes");
         var vision = VisionPretraining.Config(o.VisionAtSize);
         if (!Have("vit/vision_model.safetensors"))
@@ -98,28 +101,31 @@ public static class DemoPipeline
             log?.Invoke($"image encoder loss {a:F3} → {b:F3}");
             VisionPretraining.Save(vit, P("vit"));
         }
-        Done("image encoder pre-training (no text)");
+        clock.End();
 
+        clock.Begin("stage 1 (ITC, ITM, ITG)");
         var wordPiece = Tokenizer.FromPretrained(P("qformer-tokenizer"));
         var optConfig = JsonNode.Parse(File.ReadAllText(P("opt/config.json")))!.AsObject();
         if (!Have("init-retrieval/model.safetensors")) AssembleRetrieval(P("init-retrieval"), P("vit"), P("qformer-tokenizer"), wordPiece.Count, o);
         log?.Invoke("stage 1: ITC + ITM + ITG");
         var train = ImageTextData.Load(P("data/train.jsonl"));
         string s1 = new Trainer(TrainStage.Stage1, P("init-retrieval"), train, P("stage1"), o.Stage1 with { Seed = o.Seed }) { Log = log }.Run(resume: true, StageProgress("stage 1", log));
-        Done("stage 1 (ITC, ITM, ITG)");
+        clock.End();
 
+        clock.Begin("stage 2 (captions, frozen OPT)");
         if (!Have("init-generation/model.safetensors")) AssembleGeneration(P("init-generation"), P("vit"), P("opt"), optConfig, o);
         log?.Invoke("stage 2: captions only, frozen language model");
         string s2 = new Trainer(TrainStage.Stage2, P("init-generation"), train, P("stage2"), o.Stage2 with { Seed = o.Seed }) { QFormerFrom = s1, Log = log }.Run(resume: true, StageProgress("stage 2", log));
-        Done("stage 2 (captions, frozen OPT)");
+        clock.End();
         string model = P("model");
         Export(s2, Path.Combine(model, "generation"));
         Export(s1, Path.Combine(model, "retrieval"));
-        if (!o.Evaluate) return new Result(model, null, null, null, timings);
+        if (!o.Evaluate) return new Result(model, null, null, null, clock.Timings);
 
+        clock.Begin("evaluation", redone: true);
         log?.Invoke("evaluating on the test split");
         var metrics = DemoEvaluation.Evaluate(Path.Combine(model, "generation"), Path.Combine(model, "retrieval"), P("test-data"), log: log);
-        Done("evaluation");
+        clock.End();
         DemoMetrics? ablation = null;
         if (o.Ablation)
         {
@@ -131,8 +137,8 @@ public static class DemoPipeline
             ablation = DemoEvaluation.Evaluate(P("model-no-stage1/generation"), null, P("test-data"), log: log);
             log?.Invoke($"ablation took {ablationWatch.Elapsed:mm\\:ss}");
         }
-        string report = DemoReport.Write(workDir, o.Seed, o.TestSeed, metrics, ablation, timings);
-        return new Result(model, metrics, ablation, report, timings);
+        string report = DemoReport.Write(workDir, o.Seed, o.TestSeed, metrics, ablation, clock.Timings);
+        return new Result(model, metrics, ablation, report, clock.Timings);
     }
 
     /// <summary>
@@ -159,6 +165,59 @@ public static class DemoPipeline
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dest, "config.json")))!.AsObject();
         config["torch_dtype"] = "float16";
         File.WriteAllText(Path.Combine(dest, "config.json"), config.ToJsonString(Indented));
+    }
+
+    /// <summary>
+    /// Time per phase, kept in timings.json of the work folder, so that a run continued after a crash or Ctrl-C still
+    /// reports what every phase took: a finished phase is skipped when the run starts again and keeps its time, an
+    /// interrupted one adds the time it had reached (written at every progress message, so a crash loses at most one
+    /// interval), and a phase that is always redone (the evaluation) counts its latest run.
+    /// </summary>
+    private sealed class PhaseClock(string path)
+    {
+        private readonly List<(string Phase, double Seconds, bool Done)> _phases = File.Exists(path)
+            ? [.. JsonNode.Parse(File.ReadAllText(path))!.AsArray().Select(x => (x!["phase"]!.GetValue<string>(), x["seconds"]!.GetValue<double>(), x["done"]!.GetValue<bool>()))]
+            : [];
+        private readonly System.Diagnostics.Stopwatch _watch = new();
+        private int _at = -1;
+        private double _before;
+
+        public IReadOnlyList<(string Phase, TimeSpan Time)> Timings => [.. _phases.Where(x => x.Done).Select(x => (x.Phase, TimeSpan.FromSeconds(x.Seconds)))];
+
+        public void Begin(string phase, bool redone = false)
+        {
+            _at = _phases.FindIndex(x => x.Phase == phase);
+            if (_at >= 0 && _phases[_at].Done && !redone)
+            {
+                _at = -1;
+                return;
+            }
+            if (_at < 0)
+            {
+                _phases.Add((phase, 0, false));
+                _at = _phases.Count - 1;
+            }
+            _before = _phases[_at].Done ? 0 : _phases[_at].Seconds;
+            _phases[_at] = (phase, _before, false);
+            _watch.Restart();
+        }
+
+        public void Tick() => Save(done: false);
+
+        public void End()
+        {
+            Save(done: true);
+            _at = -1;
+        }
+
+        private void Save(bool done)
+        {
+            if (_at < 0) return;
+            _phases[_at] = (_phases[_at].Phase, _before + _watch.Elapsed.TotalSeconds, done);
+            string tmp = path + ".tmp";
+            File.WriteAllText(tmp, new JsonArray([.. _phases.Select(x => (JsonNode)new JsonObject { ["phase"] = x.Phase, ["seconds"] = x.Seconds, ["done"] = x.Done })]).ToJsonString(Indented));
+            File.Move(tmp, path, overwrite: true);
+        }
     }
 
     /// <summary>A pre-training's loss per step: logged every tenth of the run, written as CSV and PNG at the end.</summary>

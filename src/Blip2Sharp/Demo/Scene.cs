@@ -93,13 +93,15 @@ public sealed record Scene(string Background, IReadOnlyList<SceneObject> Objects
 
     /// <summary>
     /// Captions in three phrasings; each names every object (size, colour, shape, column) from left to right and the
-    /// background, so a caption identifies its scene up to the objects' rows, which no caption mentions.
+    /// background, so a caption identifies its scene up to the objects' rows, which no caption mentions. The third
+    /// starts with the number of objects ("two objects on a white background: …"), as people say it.
     /// </summary>
     public List<string> Captions()
     {
         var o = LeftToRight;
         string list = o.Count == 1 ? o[0].Phrase : string.Join(", ", o.Take(o.Count - 1).Select(x => x.Phrase)) + " and " + o[^1].Phrase;
-        return [$"{list}, on a {Background} background", $"a {Background} background with {list}", $"there is {list}, on a {Background} background"];
+        string counted = $"{Numbers[o.Count]} {(o.Count == 1 ? "object" : "objects")} on a {Background} background: {list}";
+        return [$"{list}, on a {Background} background", $"a {Background} background with {list}", counted];
     }
 
     /// <summary>What a caption pins down: background and each object's size, colour, shape and column (not its row).</summary>

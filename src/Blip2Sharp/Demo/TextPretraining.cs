@@ -11,9 +11,10 @@ using F = TorchSharp.torch.nn.functional;
 namespace Blip2Sharp.Demo;
 
 /// <summary>
-/// The demo's frozen language model, pre-trained on text only: scenes described in words, followed by questions and
-/// answers about them ("a red circle to the left of a blue square. Question: what color is the circle? Answer: red"),
-/// and plain captions ending in "\n". Saved as an OPTForCausalLM folder in the Hugging Face layout.
+/// The demo's frozen language model, pre-trained on text only: first repeated random word sequences (which teach it
+/// to copy from its context), then scenes described in words, followed by questions and answers about them ("a red
+/// circle to the left of a blue square. Question: what color is the circle? Answer: red"), and plain captions ending
+/// in "\n". Saved as an OPTForCausalLM folder in the Hugging Face layout.
 /// </summary>
 public static class TextPretraining
 {
@@ -23,10 +24,14 @@ public static class TextPretraining
         public int Layers { get; init; } = 4;
         public int Heads { get; init; } = 8;
         public int FfnDim { get; init; } = 512;
-        public int Steps { get; init; } = 3000;
+        public int Steps { get; init; } = 4500;
         public int BatchSize { get; init; } = 32;
         public double Lr { get; init; } = 1e-3;
         public long Seed { get; init; } = 1;
+        /// <summary>First steps trained on repetition documents only (see <see cref="Repetitions"/>).</summary>
+        public int RepetitionSteps { get; init; } = 1500;
+        /// <summary>Share of repetition documents among the scene texts after those first steps.</summary>
+        public double RepetitionShare { get; init; } = 0.2;
     }
 
     /// <summary>The separator of packed documents (OPT's bos/eos), written into corpus texts where one document ends.</summary>
@@ -66,6 +71,26 @@ public static class TextPretraining
         return texts;
     }
 
+    /// <summary>
+    /// Repetition documents: a random sequence of 3–24 words, then the same sequence again after a separator. Reading
+    /// anything from a context (a description before a question, a soft prompt before a caption) needs induction heads:
+    /// attend to the earlier occurrence of the current token and copy the token that followed it. Natural text is full
+    /// of repeats that teach LLMs this; the scene texts alone did not: after 3,000 steps the model answered "what shape
+    /// is the yellow object?" with the same probabilities (circle 0.35, triangle 0.34, square 0.31) whatever the
+    /// description said. Random lengths matter: at a fixed length the copy is learned from positions alone.
+    /// </summary>
+    public static List<string> Repetitions(IReadOnlyList<string> words, int count, long seed)
+    {
+        var rng = new Random((int)seed);
+        var texts = new List<string>(count);
+        for (int i = 0; i < count; i++)
+        {
+            string sequence = string.Join(" ", Enumerable.Range(0, rng.Next(3, 25)).Select(_ => words[rng.Next(words.Count)]));
+            texts.Add(sequence + Separator + sequence + "\n");
+        }
+        return texts;
+    }
+
     /// <summary>Token ids of a corpus text: bos, then the documents with the separator's id between them.</summary>
     public static List<int> EncodeDocuments(Tokenizer tokenizer, string text)
     {
@@ -91,16 +116,23 @@ public static class TextPretraining
         EosTokenId = [2],
     };
 
-    /// <summary>Trains from scratch; returns the mean loss of the first and the last 10 % of the steps.</summary>
-    public static (double First, double Last) Train(OptForCausalLM lm, Tokenizer tokenizer, IReadOnlyList<string> texts, Options o, Action<int, double>? progress = null)
+    /// <summary>
+    /// Trains from scratch: <see cref="Options.RepetitionSteps"/> steps on <paramref name="repetitions"/>, then the
+    /// scene texts with a share of repetitions mixed in. Returns the mean loss of the first and the last 10 % of the steps.
+    /// </summary>
+    public static (double First, double Last) Train(OptForCausalLM lm, Tokenizer tokenizer, IReadOnlyList<string> texts, IReadOnlyList<string> repetitions, Options o,
+        Action<int, double>? progress = null)
     {
         manual_seed(o.Seed);
         ModelInit.Randomize(lm, o.Seed);
         var rng = new Random((int)o.Seed);
         lm.train();
-        var result = PretrainLoop.Run(lm.named_parameters().Select(p => (p.name, p.parameter)), o.Steps, o.Lr, 0.01, _ =>
+        string Draw(int step) => repetitions.Count > 0 && (step < o.RepetitionSteps || rng.NextDouble() < o.RepetitionShare)
+            ? repetitions[rng.Next(repetitions.Count)]
+            : texts[rng.Next(texts.Count)];
+        var result = PretrainLoop.Run(lm.named_parameters().Select(p => (p.name, p.parameter)), o.Steps, o.Lr, 0.01, step =>
         {
-            var batch = Enumerable.Range(0, o.BatchSize).Select(_ => EncodeDocuments(tokenizer, texts[rng.Next(texts.Count)]).Take(lm.Config.MaxPositionEmbeddings).ToList()).ToList();
+            var batch = Enumerable.Range(0, o.BatchSize).Select(_ => EncodeDocuments(tokenizer, Draw(step)).Take(lm.Config.MaxPositionEmbeddings).ToList()).ToList();
             var (ids, mask) = tokenizer.PadRight(batch);
             var logits = lm.Forward(lm.EmbedTokens(ids), mask).Logits;                 // [B, T, V]
             var labels = ids.masked_fill(mask.eq(0), -100);
