@@ -206,7 +206,21 @@ public class ConfigurationTests
     [Fact]
     public void MissingConfigFile()
     {
-        var e = Assert.Throws<FileNotFoundException>(() => Load(Fixtures.TempDir(), out _));
-        Assert.Contains("config.json", e.Message);
+        string dir = Fixtures.TempDir();
+        var e = Assert.Throws<FileNotFoundException>(() => Load(dir, out _));
+        Assert.Contains($"{dir} has no config.json", e.Message);
+        string missing = Path.Combine(dir, "blip2-opt-2.7b");
+        var e2 = Assert.Throws<DirectoryNotFoundException>(() => Load(missing, out _));
+        Assert.StartsWith($"{missing}: no such model folder", e2.Message);
+        Assert.Contains("config.json", e2.Message);
+    }
+
+    [Fact]
+    public void AMissingModelFolderIsNamedByTheCli()
+    {
+        string missing = Path.Combine(Fixtures.TempDir(), "blip2-opt-2.7b");
+        var r = CliRunner.Run("caption", Path.Combine(Fixtures.Dir("preprocess-224"), "images", "gray_33x17.png"), "--model", missing);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains($"blip2: error: {missing}: no such model folder", r.Stderr);
     }
 }

@@ -88,6 +88,14 @@ public class DemoPipelineTests
         Assert.Equal(6, phases.Count);                                               // scenes … evaluation, each once
         Assert.All(phases, p => Assert.True((bool)p!["done"]!));
         Assert.Contains("| evaluation |", File.ReadAllText(Path.Combine(work, "report.md")));
+
+        // Run again with another test size: finished phases are skipped and keep their times; the test split is remade.
+        var again = CliRunner.Run("demo", "train", "--out", work, "--scenes", "20", "--steps", "3", "--test-scenes", "5", "--seed", "2");
+        Assert.True(again.ExitCode == 0, again.Stderr);
+        Assert.Contains("5 test scenes", again.Stdout);
+        Assert.Equal(5, File.ReadLines(Path.Combine(work, "test-data", "test_scenes.jsonl")).Count());
+        var after = JsonNode.Parse(File.ReadAllText(Path.Combine(work, "timings.json")))!.AsArray();
+        Assert.Equal((double)phases[1]!["seconds"]!, (double)after[1]!["seconds"]!);   // the language model's
     }
 
     [Fact]

@@ -29,7 +29,11 @@ public sealed record Blip2Config
     /// <summary>Reads DIR/config.json (or a config.json path).</summary>
     public static Blip2Config Load(string path, ConfigWarnings warnings)
     {
+        if (!Directory.Exists(path) && !File.Exists(path))
+            throw new DirectoryNotFoundException($"{path}: no such model folder. A BLIP-2 checkpoint is a folder holding config.json, the weights (model.safetensors) and the tokenizer and preprocessor files, as downloaded from the Hugging Face hub (e.g. Salesforce/blip2-opt-2.7b).");
         string file = Directory.Exists(path) ? Path.Combine(path, "config.json") : path;
+        if (!File.Exists(file))
+            throw new FileNotFoundException($"{path} has no config.json, so it is not a Hugging Face checkpoint folder; a BLIP-2 checkpoint holds config.json, model.safetensors and the tokenizer and preprocessor files.", file);
         return FromJson(ConfigJson.ReadObject(file), file, warnings);
     }
 

@@ -69,7 +69,12 @@ public static class DemoPipeline
         clock.Begin("scenes and tokenizers");
         log?.Invoke("rendering scenes");
         if (!Have("data/train_scenes.jsonl") || !Have("data/test_scenes.jsonl")) SceneDataset.Write(P("data"), o.Seed, o.TrainScenes, o.ValScenes, o.TestScenes, o.ImageSize);
-        if (o.Evaluate && !Have("test-data/test_scenes.jsonl")) SceneDataset.Write(P("test-data"), o.TestSeed, 0, 0, o.TestScenes, o.ImageSize);
+        // The test split is made again when the run asks for another size than the one on disk.
+        if (o.Evaluate && (!Have("test-data/test_scenes.jsonl") || File.ReadLines(P("test-data/test_scenes.jsonl")).Count() != o.TestScenes))
+        {
+            if (Directory.Exists(P("test-data"))) Directory.Delete(P("test-data"), recursive: true);
+            SceneDataset.Write(P("test-data"), o.TestSeed, 0, 0, o.TestScenes, o.ImageSize);
+        }
 
         var words = SceneVocabulary.Words(seed: o.Seed);
         SceneVocabulary.WriteBpe(P("opt"), words);
