@@ -72,6 +72,25 @@ public class RetrievalTaskTests
     }
 
     [Fact]
+    public void EmbedTakesAFolderAndListsTheImagesInRowOrder()
+    {
+        string dir = Fixtures.TempDir();
+        var imgs = Images();
+        File.Copy(imgs[0], Path.Combine(dir, "a" + Path.GetExtension(imgs[0])));
+        File.Copy(imgs[1], Path.Combine(dir, "b" + Path.GetExtension(imgs[1])));
+        File.WriteAllText(Path.Combine(dir, "notes.txt"), "not an image");
+        var res = CliRunner.Run("embed", "--model", Fixtures.Dir("tiny-itm"), "--image", dir);
+        Assert.True(res.ExitCode == 0, res.Stderr);
+        var j = JsonNode.Parse(res.Stdout)!;
+        var listed = j["images"]!.AsArray().Select(x => Path.GetFileNameWithoutExtension((string)x!)).ToArray();
+        Assert.Equal(["a", "b"], listed);
+        // Rows follow the listed order: a, b are copies of the fixture's images 0, 1, so the rows are their golden embeddings.
+        var rows = j["image_embeds"]!.AsArray();
+        var values = rows.SelectMany(r => r!.AsArray().SelectMany(q => q!.AsArray().Select(v => (float)v!))).ToArray();
+        new GoldenAssert("tiny-itm").Close("vision_with_projection.image_embeds", TorchSharp.torch.tensor(values).reshape(rows.Count, rows[0]!.AsArray().Count, -1));
+    }
+
+    [Fact]
     public void EmbedReadsImageFeaturesFromAGenerationCheckpointWithoutItsLanguageModel()
     {
         var manifest = Fixtures.Manifest("tiny-opt");

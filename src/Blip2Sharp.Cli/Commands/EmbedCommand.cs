@@ -17,8 +17,8 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
         public string Model { get; init; } = DemoModel.Retrieval;
 
         [CommandOption("-i|--image <PATH>")]
-        [Description("An image to embed (normalised image_embeds, Q × D); repeat for several.")]
-        public string[] Images { get; init; } = [];
+        [Description("An image to embed (normalised image_embeds, Q × D): a file, a folder or a glob; repeat for several. The output lists the images in row order.")]
+        public string[] Images { get; set; } = [];
 
         [CommandOption("-t|--text <TEXT>")]
         [Description("A text to embed (normalised text_embeds, D); repeat for several.")]
@@ -41,6 +41,9 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         DemoModel.NoteIfDefault(settings.Model);
+        if (settings.Images.Length > 0) settings.Images = [.. ImageInputs.Expand(settings.Images)];
+        if (settings.Multimodal && settings.Images.Length != settings.Texts.Length)
+            throw new ArgumentException($"--multimodal pairs image i with text i: {settings.Images.Length} images and {settings.Texts.Length} texts.");
         var config = Configuration.Blip2Config.Load(settings.Model, new Configuration.ConfigWarnings());
         if (!config.QFormerConfig.UseQFormerTextInput)
             return QueryFeaturesOnly(settings, config);
@@ -84,11 +87,16 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
     {
         if (settings.Out is { } path && path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
-            SafetensorsWriter.Save(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
+            var metadata = new Dictionary<string, string> { ["format"] = "pt" };
+            if (settings.Images.Length > 0) metadata["images"] = JsonSerializer.Serialize(settings.Images);
+            SafetensorsWriter.Save(path, tensors, metadata);
             Console.Error.WriteLine($"wrote {string.Join(", ", tensors.Select(kv => $"{kv.Key} [{string.Join(", ", kv.Value.shape)}]"))} to {path}");
             return;
         }
-        var json = JsonSerializer.Serialize(tensors.ToDictionary(kv => kv.Key, kv => ToNested(kv.Value)));
+        var output = new Dictionary<string, object>();
+        if (settings.Images.Length > 0) output["images"] = settings.Images;
+        foreach (var (name, t) in tensors) output[name] = ToNested(t);
+        var json = JsonSerializer.Serialize(output);
         if (settings.Out is { } jsonPath) File.WriteAllText(jsonPath, json);
         else Blip2Cli.Out(json);
     }
