@@ -9,6 +9,7 @@ using static TorchSharp.torch;
 
 namespace Blip2Sharp.Tests;
 
+[Collection(GlobalRngCollection.Name)]
 public class TrainingTests
 {
     /// <summary>A small captioned dataset: one coloured shape per image, written as JSONL.</summary>

@@ -149,7 +149,9 @@ public sealed class Trainer
     private (Dictionary<string, double> Sums, int Pairs, int Skipped) AccumulateStep(ISession session, AdamW optimizer,
         List<(List<ImageTextPair> Batch, RgbImage?[] Images, long Global)> micros, int step)
     {
-        manual_seed(Config.Seed * 1_000_003 + step); // dropout
+        // Dropout draws from libtorch's process-wide generator (TorchSharp's dropout takes no generator): seeded per step
+        // so that a resumed run repeats the masks, as long as nothing else in the process draws from it meanwhile.
+        manual_seed(Config.Seed * 1_000_003 + step);
         session.TrainMode();
         optimizer.ZeroGrad();
         var sums = session.LossNames.ToDictionary(n => n, _ => 0.0);
