@@ -88,6 +88,14 @@ public class RetrievalTaskTests
         var rows = j["image_embeds"]!.AsArray();
         var values = rows.SelectMany(r => r!.AsArray().SelectMany(q => q!.AsArray().Select(v => (float)v!))).ToArray();
         new GoldenAssert("tiny-itm").Close("vision_with_projection.image_embeds", TorchSharp.torch.tensor(values).reshape(rows.Count, rows[0]!.AsArray().Count, -1));
+
+        // --multimodal counts the folder's images, not the --image arguments.
+        var paired = CliRunner.Run("embed", "--model", Fixtures.Dir("tiny-itm"), "--image", dir, "--text", Texts[0], "--text", Texts[1], "--multimodal");
+        Assert.True(paired.ExitCode == 0, paired.Stderr);
+        Assert.Equal(2, JsonNode.Parse(paired.Stdout)!["multimodal_embeds"]!.AsArray().Count);
+        var unpaired = CliRunner.Run("embed", "--model", Fixtures.Dir("tiny-itm"), "--image", dir, "--text", Texts[0], "--multimodal");
+        Assert.Equal(1, unpaired.ExitCode);
+        Assert.Contains("give as many texts as images (2 images, 1 texts)", unpaired.Stderr);
     }
 
     [Fact]

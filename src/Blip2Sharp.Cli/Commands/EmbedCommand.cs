@@ -18,7 +18,7 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
 
         [CommandOption("-i|--image <PATH>")]
         [Description("An image to embed (normalised image_embeds, Q × D): a file, a folder or a glob; repeat for several. The output lists the images in row order.")]
-        public string[] Images { get; set; } = [];
+        public string[] Images { get; init; } = [];
 
         [CommandOption("-t|--text <TEXT>")]
         [Description("A text to embed (normalised text_embeds, D); repeat for several.")]
@@ -33,28 +33,27 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
         public string? Out { get; init; }
 
         public override ValidationResult Validate() =>
-            Images.Length + Texts.Length == 0 ? ValidationResult.Error("give at least one --image or --text.")
-            : Multimodal && Images.Length != Texts.Length ? ValidationResult.Error("--multimodal pairs image i with text i: give as many texts as images.")
-            : ValidationResult.Success();
+            // --multimodal's count is checked once folders and globs are expanded.
+            Images.Length + Texts.Length == 0 ? ValidationResult.Error("give at least one --image or --text.") : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         DemoModel.NoteIfDefault(settings.Model);
-        if (settings.Images.Length > 0) settings.Images = [.. ImageInputs.Expand(settings.Images)];
-        if (settings.Multimodal && settings.Images.Length != settings.Texts.Length)
-            throw new ArgumentException($"--multimodal pairs image i with text i: {settings.Images.Length} images and {settings.Texts.Length} texts.");
+        string[] imagePaths = settings.Images.Length > 0 ? [.. ImageInputs.Expand(settings.Images)] : [];
+        if (settings.Multimodal && imagePaths.Length != settings.Texts.Length)
+            throw new ArgumentException($"--multimodal pairs image i with text i: give as many texts as images ({imagePaths.Length} images, {settings.Texts.Length} texts).");
         var config = Configuration.Blip2Config.Load(settings.Model, new Configuration.ConfigWarnings());
         if (!config.QFormerConfig.UseQFormerTextInput)
-            return QueryFeaturesOnly(settings, config);
+            return QueryFeaturesOnly(settings, imagePaths, config);
         using var retriever = Blip2Retriever.FromPretrained(settings.Model);
         foreach (var w in retriever.Warnings) Blip2Cli.Warn(w);
         var tensors = new Dictionary<string, Tensor>();
         ImageFeatures? images = null;
         TextFeatures? texts = null;
-        if (settings.Images.Length > 0)
+        if (imagePaths.Length > 0)
         {
-            images = retriever.EncodeImages(settings.Images);
+            images = retriever.EncodeImages(imagePaths);
             tensors["image_embeds"] = images.Embeds;
         }
         if (settings.Texts.Length > 0)
@@ -64,37 +63,38 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
         }
         if (settings.Multimodal) tensors["multimodal_embeds"] = retriever.MultimodalEmbeds(images!, texts!);
 
-        Write(settings, tensors);
+        Write(settings, imagePaths, tensors);
         images?.Dispose();
         texts?.Dispose();
         return 0;
     }
 
     /// <summary>A generation checkpoint: vision + Q-Former only (its LLM is not loaded), image query outputs [Q, E].</summary>
-    private static int QueryFeaturesOnly(Settings settings, Configuration.Blip2Config config)
+    private static int QueryFeaturesOnly(Settings settings, string[] imagePaths, Configuration.Blip2Config config)
     {
         if (settings.Texts.Length > 0 || settings.Multimodal)
             throw new ArgumentException($"{settings.Model} has no Q-Former text path or projections (a generation checkpoint): it gives image features only; drop --text / --multimodal, or use a retrieval checkpoint.");
         using var model = Modeling.Blip2ImageFeatureModel.FromPretrained(settings.Model);
         var processor = Processing.BlipImageProcessor.ForCheckpoint(settings.Model, config, new Configuration.ConfigWarnings());
-        using var pixels = processor.PreprocessFiles(settings.Images);
+        using var pixels = processor.PreprocessFiles(imagePaths);
         var tensors = new Dictionary<string, Tensor> { ["query_outputs"] = model.QueryOutputs(pixels) };
-        Write(settings, tensors);
+        Write(settings, imagePaths, tensors);
         return 0;
     }
 
-    private static void Write(Settings settings, Dictionary<string, Tensor> tensors)
+    /// <summary>The tensors to safetensors (with the image paths in the metadata) or JSON (with an "images" list), in row order.</summary>
+    private static void Write(Settings settings, string[] imagePaths, Dictionary<string, Tensor> tensors)
     {
         if (settings.Out is { } path && path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
             var metadata = new Dictionary<string, string> { ["format"] = "pt" };
-            if (settings.Images.Length > 0) metadata["images"] = JsonSerializer.Serialize(settings.Images);
+            if (imagePaths.Length > 0) metadata["images"] = JsonSerializer.Serialize(imagePaths);
             SafetensorsWriter.Save(path, tensors, metadata);
             Console.Error.WriteLine($"wrote {string.Join(", ", tensors.Select(kv => $"{kv.Key} [{string.Join(", ", kv.Value.shape)}]"))} to {path}");
             return;
         }
         var output = new Dictionary<string, object>();
-        if (settings.Images.Length > 0) output["images"] = settings.Images;
+        if (imagePaths.Length > 0) output["images"] = imagePaths;
         foreach (var (name, t) in tensors) output[name] = ToNested(t);
         var json = JsonSerializer.Serialize(output);
         if (settings.Out is { } jsonPath) File.WriteAllText(jsonPath, json);
