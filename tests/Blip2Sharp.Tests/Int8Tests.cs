@@ -10,16 +10,20 @@ namespace Blip2Sharp.Tests;
 public class Int8Tests(ITestOutputHelper output)
 {
     [Theory]
-    [InlineData(1)]
-    [InlineData(3)]
-    [InlineData(9)]
-    public void TheInt8KernelMatchesTheDequantizedProduct(int rows)
+    [InlineData(1, 100, true)]
+    [InlineData(3, 100, true)]
+    [InlineData(9, 100, true)]
+    [InlineData(1, 100, false)]
+    [InlineData(3, 100, false)]
+    [InlineData(2, 2560, true)]
+    [InlineData(2, 2560, false)]
+    public void TheInt8KernelMatchesTheDequantizedProduct(int rows, int columns, bool vnni)
     {
         var gen = new Generator(11);
-        var w = randn([70, 100], generator: gen);          // 100 columns: not a whole number of 32-blocks
+        var w = randn([70, columns], generator: gen);      // 100 columns: not a whole number of 32-blocks
         var b = randn([70], generator: gen);
-        var x = randn([rows, 100], generator: gen);
-        using var q = new Int8Weight(w);
+        var x = randn([rows, columns], generator: gen);
+        using var q = new Int8Weight(w, vnni);
         using var deq = q.Dequantize();
         // Weight error: at most half a quantization step of its row.
         var step = w.abs().amax([1], keepdim: true) / 127;
@@ -30,6 +34,33 @@ public class Int8Tests(ITestOutputHelper output)
         double rel = ((got - exact).norm() / exact.norm()).item<float>();
         Assert.True(rel < 0.02, $"relative error {rel}");
         if (rows > 4) Assert.True((got - exact).abs().max().item<float>() < 1e-4); // large inputs take the dequantized GEMM
+        // The VNNI kernel (offset weights) and the AVX2 kernel compute the same sums of the same bytes.
+        using var other = new Int8Weight(w, !vnni);
+        Assert.True((other.Linear(x, b) - got).abs().max().item<float>() < 1e-4 * got.abs().max().item<float>());
+    }
+
+    [Fact]
+    public void AVectorOfRoundedHalvesQuantizesAsTheScalarPathDoes()
+    {
+        // 63 columns: one whole block of 32 (the AVX2 quantizer), then its first 31 values as the partial last block
+        // (the scalar quantizer). 63.5 is the largest magnitude of both, so both scales are 0.5, and the other values,
+        // (i - 16) / 4, divide to halves and whole numbers: rounding half to even decides.
+        float[] block = [63.5f, .. Enumerable.Range(1, 31).Select(i => (i - 16) * 0.25f)];
+        var x = tensor(block.Concat(block[..31]).ToArray()).unsqueeze(0);
+        using var q = new Int8Weight(eye(63));                                   // rows of one 1: exact in int8
+        var y = q.Linear(x, null)[0].data<float>().ToArray();
+        for (int i = 0; i < 31; i++) Assert.Equal(y[i], y[32 + i], 5);
+        for (int i = 1; i < 31; i++) Assert.Equal(Math.Round((i - 16) / 2.0, MidpointRounding.ToEven) * 0.5, y[i], 5);
+        Assert.Equal(63.5, y[0], 4);
+    }
+
+    [Fact]
+    public void LibtorchThreadsSpinBrieflyUnlessTheUserChose()
+    {
+        // The managed environment is the process's start-up copy: what the user set, before the module initializer.
+        string? chosen = Environment.GetEnvironmentVariable(OpenMpSpinCount.Variable);
+        bool policy = Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is not null;
+        Assert.Equal(chosen ?? (policy ? null : "1000"), OpenMpSpinCount.Current);
     }
 
     [Theory]
@@ -75,5 +106,9 @@ public class Int8Tests(ITestOutputHelper output)
         }
         output.WriteLine($"int8 tiny-opt greedy agreement with float32: {same}/{total}");
         Assert.True(total > 0);
+        // Switched back, the float32 weights give the reference logits again.
+        model.Opt.UseInt8 = false;
+        using var f = model.Forward(x["pixel_values"], x["input_ids"], x["attention_mask"]);
+        Assert.True((f.Logits - x["logits"]).abs().max().item<float>() < 1e-3 * scale);
     }
 }

@@ -32,6 +32,26 @@ public class TextPretrainingTests
     }
 
     [Fact]
+    public void TheAnswerWeightFindsTheTokenAfterTheMarker()
+    {
+        // Rows padded to width 7; labels are the ids shifted by one, so label position p sits at flat index row * 6 + p - 1.
+        List<List<int>> batch = [[5, 9, 7, 3, 9, 7, 4], [9, 7, 8, 1]];
+        var flags = TextPretraining.AnswerPositions(batch, 7, [9, 7]).data<float>().ToArray();
+        Assert.Equal(12, flags.Length);
+        Assert.Equal([2, 5, 7], Enumerable.Range(0, 12).Where(i => flags[i] == 1).ToArray());
+        // The real marker: " Answer:" in the scene tokenizer, followed by the answer word.
+        string dir = Fixtures.TempDir();
+        SceneVocabulary.WriteBpe(dir, SceneVocabulary.Words(scenes: 300));
+        var tokenizer = Tokenizer.FromPretrained(dir);
+        var ids = TextPretraining.EncodeDocuments(tokenizer, "a red circle</s>Question: what color is the circle? Answer: red\n");
+        var marker = tokenizer.Encode(" Answer:", addSpecialTokens: false).Ids;
+        var at = TextPretraining.AnswerPositions([ids], ids.Count, marker).data<float>().ToArray();
+        int label = Array.IndexOf(at, 1f) + 1;
+        Assert.Equal(1, at.Count(f => f == 1));
+        Assert.Equal(" red", tokenizer.Decode([ids[label]]));
+    }
+
+    [Fact]
     public void PackedDocumentsAreSeparatedByTheBosToken()
     {
         string dir = Fixtures.TempDir();

@@ -32,6 +32,13 @@ public static class TextPretraining
         public int RepetitionSteps { get; init; } = 1500;
         /// <summary>Share of repetition documents among the scene texts after those first steps.</summary>
         public double RepetitionShare { get; init; } = 0.2;
+        /// <summary>
+        /// Extra weight of the answer tokens (the first token after "Answer:") in the loss, as a second mean; 0 (the
+        /// shipped recipe) leaves the plain mean. Measured with 1: text question answering over 150 descriptions moved
+        /// from colour 67.9 % / shape 81.8 % to 76.2 / 89.5 (one thread) and 87.6 / 71.3 (two threads), but the BLIP-2
+        /// built on the second gave 49.6 % zero-shot VQA against 67.2 % for the shipped model.
+        /// </summary>
+        public double AnswerWeight { get; init; }
     }
 
     /// <summary>The separator of packed documents (OPT's bos/eos), written into corpus texts where one document ends.</summary>
@@ -118,7 +125,10 @@ public static class TextPretraining
 
     /// <summary>
     /// Trains from scratch: <see cref="Options.RepetitionSteps"/> steps on <paramref name="repetitions"/>, then the
-    /// scene texts with a share of repetitions mixed in. Returns the mean loss of the first and the last 10 % of the steps.
+    /// scene texts with a share of repetitions mixed in. The loss is the mean over all tokens, plus, when
+    /// <see cref="Options.AnswerWeight"/> is set, that weight × the mean over answer tokens (an answer is one token among
+    /// ~100 of its document, most of which, the random attributes of a description, cannot be predicted). Returns the
+    /// mean loss of the first and the last 10 % of the steps.
     /// </summary>
     public static (double First, double Last) Train(OptForCausalLM lm, Tokenizer tokenizer, IReadOnlyList<string> texts, IReadOnlyList<string> repetitions, Options o,
         Action<int, double>? progress = null)
@@ -130,16 +140,37 @@ public static class TextPretraining
         string Draw(int step) => repetitions.Count > 0 && (step < o.RepetitionSteps || rng.NextDouble() < o.RepetitionShare)
             ? repetitions[rng.Next(repetitions.Count)]
             : texts[rng.Next(texts.Count)];
+        var marker = tokenizer.Encode(" Answer:", addSpecialTokens: false).Ids;
         var result = PretrainLoop.Run(lm.named_parameters().Select(p => (p.name, p.parameter)), o.Steps, o.Lr, 0.01, step =>
         {
             var batch = Enumerable.Range(0, o.BatchSize).Select(_ => EncodeDocuments(tokenizer, Draw(step)).Take(lm.Config.MaxPositionEmbeddings).ToList()).ToList();
             var (ids, mask) = tokenizer.PadRight(batch);
             var logits = lm.Forward(lm.EmbedTokens(ids), mask).Logits;                 // [B, T, V]
-            var labels = ids.masked_fill(mask.eq(0), -100);
-            return F.cross_entropy(logits[.., ..^1, ..].reshape(-1, logits.shape[^1]), labels[.., 1..].reshape(-1), ignore_index: -100);
+            var labels = ids.masked_fill(mask.eq(0), -100)[.., 1..].reshape(-1);       // [B*(T-1)]
+            var flat = logits[.., ..^1, ..].reshape(-1, logits.shape[^1]);             // [B*(T-1), V]
+            var loss = F.cross_entropy(flat, labels, ignore_index: -100);
+            if (o.AnswerWeight <= 0) return loss;
+            var answers = AnswerPositions(batch, (int)ids.shape[1], marker);          // [B*(T-1)] of 0/1
+            if (answers.sum().item<float>() == 0) return loss;
+            var perToken = F.cross_entropy(flat, labels, ignore_index: -100, reduction: nn.Reduction.None);
+            return loss + o.AnswerWeight * (perToken * answers).sum() / answers.sum();
         }, progress);
         lm.eval();
         return result;
+    }
+
+    /// <summary>
+    /// 1 where the label (the token after position t, t &lt; width - 1) is the first token after <paramref name="marker"/>
+    /// (" Answer:"), else 0: the one token of a question-answer text that is looked up in the description.
+    /// </summary>
+    internal static Tensor AnswerPositions(IReadOnlyList<List<int>> batch, int width, IReadOnlyList<int> marker)
+    {
+        var flags = new float[batch.Count * (width - 1)];
+        for (int b = 0; b < batch.Count; b++)
+            for (int label = marker.Count; label < batch[b].Count; label++)
+                if (Enumerable.Range(0, marker.Count).All(k => batch[b][label - marker.Count + k] == marker[k]))
+                    flags[b * (width - 1) + label - 1] = 1;
+        return tensor(flags);
     }
 
     /// <summary>Writes config.json (OPTForCausalLM) and model.safetensors; the tokenizer files go beside them.</summary>

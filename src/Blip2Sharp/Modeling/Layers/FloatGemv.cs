@@ -40,7 +40,7 @@ public static unsafe class FloatGemv
             float[]? bArr = bc?.data<float>().ToArray();
             int threads = Math.Max(1, get_num_threads());
             long chunk = (outF + threads - 1) / threads;
-            Parallel.For(0, threads, t =>
+            DecodeThreads.For(threads, t =>
             {
                 long start = t * chunk, end = Math.Min(outF, start + chunk);
                 long o = start;

@@ -21,9 +21,19 @@ public sealed unsafe class Int8Weight : IDisposable
     public long Columns { get; }
     /// <summary>Columns rounded up to whole blocks of 32 (zero padding, which adds nothing to a dot product).</summary>
     private readonly long _padded;
+    /// <summary>
+    /// AVX-VNNI (vpdpbusd) multiplies unsigned by signed bytes, four products summed straight into int32: the weights
+    /// are then stored offset by 128 (w + 128, the sign bit flipped), and Σ (w + 128)·x = Σ w·x + 128·Σ x is corrected
+    /// once per input row. Without VNNI the weights stay signed for the AVX2 kernel.
+    /// </summary>
+    private readonly bool _vnni;
 
-    public Int8Weight(Tensor weight)
+    public Int8Weight(Tensor weight) : this(weight, AvxVnni.IsSupported) { }
+
+    /// <summary><paramref name="vnni"/> false forces the AVX2 kernel (tests run both on a VNNI machine).</summary>
+    internal Int8Weight(Tensor weight, bool vnni)
     {
+        _vnni = vnni && AvxVnni.IsSupported;
         if (weight.dim() != 2) throw new ArgumentException("int8 quantization takes a 2-D weight.");
         Rows = weight.shape[0];
         Columns = weight.shape[1];
@@ -41,6 +51,13 @@ public sealed unsafe class Int8Weight : IDisposable
         {
             for (long r = 0; r < Rows; r++) Buffer.MemoryCopy(src + r * Columns, _q + r * _padded, Columns, Columns);
         }
+        if (_vnni) FlipSigns((byte*)_q, Rows * _padded);
+    }
+
+    /// <summary>b ^ 0x80 over n bytes: signed ↔ offset-by-128 unsigned.</summary>
+    private static void FlipSigns(byte* p, long n)
+    {
+        for (long i = 0; i < n; i++) p[i] ^= 0x80;
     }
 
     public long Bytes => Rows * _padded + Rows * 4;
@@ -52,6 +69,7 @@ public sealed unsafe class Int8Weight : IDisposable
         fixed (byte* dst = q.bytes)
         {
             for (long r = 0; r < Rows; r++) Buffer.MemoryCopy(_q + r * _padded, dst + r * Columns, Columns, Columns);
+            if (_vnni) FlipSigns(dst, Rows * Columns);
         }
         using var s = tensor(_rowScale).unsqueeze(1);
         using var f = q.to(ScalarType.Float32);
@@ -69,83 +87,147 @@ public sealed unsafe class Int8Weight : IDisposable
             return nn.functional.linear(x, w, bias);
         }
         using var scope = NewDisposeScope();
-        var input = x.to(ScalarType.Float32).contiguous().view(rows, Columns);
+        var input = x.to(ScalarType.Float32);
+        input = input.storage_offset() == 0 && input.is_contiguous() ? input : input.contiguous().clone(); // .bytes spans the storage from its start
         var output = empty([rows, Rows], ScalarType.Float32);
         int blocks = (int)(_padded / Block);
         var xq = new sbyte[rows * _padded];
         var xs = new float[rows * blocks];
-        var inData = new float[rows * _padded];
-        var flat = input.data<float>().ToArray();
-        for (long r = 0; r < rows; r++) Array.Copy(flat, r * Columns, inData, r * _padded, Columns);
-        for (long r = 0; r < rows; r++) QuantizeActivations(inData, r * _padded, xq, xs, r * blocks, blocks);
-        var outData = new float[rows * Rows];
+        var offset = new float[rows];
         int threads = Math.Max(1, TorchSharp.torch.get_num_threads());
         long chunk = (Rows + threads - 1) / threads;
+        fixed (byte* inBytes = input.bytes)
+        fixed (byte* outBytes = output.bytes)
         fixed (sbyte* xqp = xq)
         fixed (float* xsp = xs)
-        fixed (float* outp = outData)
         {
-            sbyte* xqPtr = xqp; float* xsPtr = xsp; float* outPtr = outp;
-            Parallel.For(0, threads, t =>
+            for (long r = 0; r < rows; r++)
+            {
+                float shift = QuantizeActivations((float*)inBytes + r * Columns, Columns, xqp + r * _padded, xsp + r * blocks, blocks);
+                // VNNI: the weights are offset by 128, which adds 128·Σ_b xs[b]·Σ_i xq[b, i] to every output of the row.
+                offset[r] = _vnni ? shift : 0f;
+            }
+            sbyte* xqPtr = xqp; float* xsPtr = xsp; float* outPtr = (float*)outBytes;
+            DecodeThreads.For(threads, t =>
             {
                 long start = t * chunk, end = Math.Min(Rows, start + chunk);
                 for (long o = start; o < end; o++)
                 {
                     sbyte* wRow = _q + o * _padded;
                     for (long r = 0; r < rows; r++)
-                        outPtr[r * Rows + o] = _rowScale[o] * Dot(wRow, xqPtr + r * _padded, xsPtr + r * blocks, blocks);
+                        outPtr[r * Rows + o] = _rowScale[o] * (_vnni
+                            ? Dot<VnniProduct>((byte*)wRow, xqPtr + r * _padded, xsPtr + r * blocks, blocks) - offset[r]
+                            : Dot<Avx2Product>((byte*)wRow, xqPtr + r * _padded, xsPtr + r * blocks, blocks));
                 }
             });
         }
-        outData.AsSpan().CopyTo(MemoryMarshal.Cast<byte, float>(output.bytes));
         if (bias is not null) output.add_(bias.to(ScalarType.Float32));
         long[] shape = [.. x.shape[..^1], Rows];
-        return output.view(shape).to(x.dtype).MoveToOuterDisposeScope();
+        return (x.dtype == ScalarType.Float32 ? output.view(shape) : output.view(shape).to(x.dtype)).MoveToOuterDisposeScope();
     }
 
-    private static void QuantizeActivations(float[] x, long offset, sbyte[] q, float[] scales, long scaleOffset, int blocks)
+    /// <summary>
+    /// One row of n activations → int8 per block of 32 (symmetric, max |x| → 127; columns past n are zero), the
+    /// blocks' scales, and 128·Σ_b scale[b]·Σ_i q[b, i] (what the VNNI kernel's offset weights add). AVX2 for whole
+    /// blocks: the conversion rounds half to even, as MathF.Round, so both paths give the same bytes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float QuantizeActivations(float* x, long n, sbyte* q, float* scales, int blocks)
     {
+        float offset = 0;
+        var magnitude = Vector256.Create(0x7FFFFFFF).AsSingle();
+        var order = Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
         for (int b = 0; b < blocks; b++)
         {
-            long o = offset + (long)b * Block;
-            float amax = 0;
-            for (int i = 0; i < Block; i++) amax = MathF.Max(amax, MathF.Abs(x[o + i]));
-            float s = amax / 127f;
-            float inv = s > 0 ? 1f / s : 0f;
-            scales[scaleOffset + b] = s;
-            for (int i = 0; i < Block; i++) q[o + i] = (sbyte)Math.Clamp(MathF.Round(x[o + i] * inv), -127, 127);
+            long o = (long)b * Block;
+            float s;
+            int sum = 0;
+            if (o + Block <= n)
+            {
+                var v0 = Avx.LoadVector256(x + o);
+                var v1 = Avx.LoadVector256(x + o + 8);
+                var v2 = Avx.LoadVector256(x + o + 16);
+                var v3 = Avx.LoadVector256(x + o + 24);
+                var m = Avx.Max(Avx.Max(Avx.And(v0, magnitude), Avx.And(v1, magnitude)), Avx.Max(Avx.And(v2, magnitude), Avx.And(v3, magnitude)));
+                var m4 = Sse.Max(m.GetLower(), m.GetUpper());
+                m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b01_00_11_10));
+                m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b10_11_00_01));
+                s = m4.ToScalar() / 127f;
+                var inv = Vector256.Create(s > 0 ? 1f / s : 0f);
+                var i0 = Avx.ConvertToVector256Int32(Avx.Multiply(v0, inv));
+                var i1 = Avx.ConvertToVector256Int32(Avx.Multiply(v1, inv));
+                var i2 = Avx.ConvertToVector256Int32(Avx.Multiply(v2, inv));
+                var i3 = Avx.ConvertToVector256Int32(Avx.Multiply(v3, inv));
+                sum = Vector256.Sum(Avx2.Add(Avx2.Add(i0, i1), Avx2.Add(i2, i3)));
+                // Packing works per 128-bit lane: the dwords come out as i0[0..3] i1[0..3] i2[0..3] i3[0..3] | i0[4..7] …
+                var packed = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(i0, i1), Avx2.PackSignedSaturate(i2, i3));
+                Avx.Store(q + o, Avx2.PermuteVar8x32(packed.AsInt32(), order).AsSByte());
+            }
+            else
+            {
+                float amax = 0;
+                for (long i = o; i < n; i++) amax = MathF.Max(amax, MathF.Abs(x[i]));
+                s = amax / 127f;
+                float inv = s > 0 ? 1f / s : 0f;
+                for (int i = 0; i < Block; i++)
+                {
+                    sbyte v = o + i < n ? (sbyte)Math.Clamp(MathF.Round(x[o + i] * inv), -127, 127) : (sbyte)0;
+                    q[o + i] = v;
+                    sum += v;
+                }
+            }
+            scales[b] = s;
+            offset += 128f * s * sum;
+        }
+        return offset;
+    }
+
+    /// <summary>The integer product of one block of 32 weights and 32 activations, as 8 float partial sums.</summary>
+    private interface IBlockProduct
+    {
+        static abstract Vector256<float> Of(byte* w, sbyte* x);
+    }
+
+    /// <summary>AVX2, signed weights: |w| (unsigned) × sign-adjusted x → int16 pairs → int32 → float (five instructions).</summary>
+    private struct Avx2Product : IBlockProduct
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Of(byte* w, sbyte* x)
+        {
+            var wv = Avx.LoadVector256((sbyte*)w);
+            var xv = Avx.LoadVector256(x);
+            var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv));              // 16 × int16
+            return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1))); // 8 × int32 → float
         }
     }
 
-    /// <summary>Σ_blocks scale_x[b] · Σ_i w[i]·x[i] with AVX2: |w| (unsigned) × sign-adjusted x → int16 pairs → int32 → float.
-    /// Four independent accumulators keep the FMA latency off the critical path.</summary>
+    /// <summary>AVX-VNNI, weights offset by 128: vpdpbusd sums four unsigned × signed products straight into int32.</summary>
+    private struct VnniProduct : IBlockProduct
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Of(byte* w, sbyte* x) =>
+            Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx.LoadVector256(w), Avx.LoadVector256(x)));
+    }
+
+    /// <summary>Σ_blocks scale_x[b] · (block product b): four independent accumulators keep the FMA latency off the
+    /// critical path. Generic over the block product so that the JIT compiles one loop per kernel.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Dot(sbyte* w, sbyte* x, float* xs, int blocks)
+    private static float Dot<TProduct>(byte* w, sbyte* x, float* xs, int blocks) where TProduct : struct, IBlockProduct
     {
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
         var acc2 = Vector256<float>.Zero;
         var acc3 = Vector256<float>.Zero;
-        var ones = Vector256.Create((short)1);
         int b = 0;
         for (; b + 4 <= blocks; b += 4)
         {
-            acc0 = Fma.MultiplyAdd(Block32(w + b * Block, x + b * Block, ones), Vector256.Create(xs[b]), acc0);
-            acc1 = Fma.MultiplyAdd(Block32(w + (b + 1) * Block, x + (b + 1) * Block, ones), Vector256.Create(xs[b + 1]), acc1);
-            acc2 = Fma.MultiplyAdd(Block32(w + (b + 2) * Block, x + (b + 2) * Block, ones), Vector256.Create(xs[b + 2]), acc2);
-            acc3 = Fma.MultiplyAdd(Block32(w + (b + 3) * Block, x + (b + 3) * Block, ones), Vector256.Create(xs[b + 3]), acc3);
+            acc0 = Fma.MultiplyAdd(TProduct.Of(w + b * Block, x + b * Block), Vector256.Create(xs[b]), acc0);
+            acc1 = Fma.MultiplyAdd(TProduct.Of(w + (b + 1) * Block, x + (b + 1) * Block), Vector256.Create(xs[b + 1]), acc1);
+            acc2 = Fma.MultiplyAdd(TProduct.Of(w + (b + 2) * Block, x + (b + 2) * Block), Vector256.Create(xs[b + 2]), acc2);
+            acc3 = Fma.MultiplyAdd(TProduct.Of(w + (b + 3) * Block, x + (b + 3) * Block), Vector256.Create(xs[b + 3]), acc3);
         }
-        for (; b < blocks; b++) acc0 = Fma.MultiplyAdd(Block32(w + b * Block, x + b * Block, ones), Vector256.Create(xs[b]), acc0);
+        for (; b < blocks; b++) acc0 = Fma.MultiplyAdd(TProduct.Of(w + b * Block, x + b * Block), Vector256.Create(xs[b]), acc0);
         return Vector256.Sum(Avx.Add(Avx.Add(acc0, acc1), Avx.Add(acc2, acc3)));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Block32(sbyte* w, sbyte* x, Vector256<short> ones)
-    {
-        var wv = Avx.LoadVector256(w);
-        var xv = Avx.LoadVector256(x);
-        var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv)); // 16 × int16
-        return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(pairs, ones)); // 8 × int32 → float
     }
 
     public void Dispose() => NativeMemory.AlignedFree(_q);

@@ -27,8 +27,13 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     /// <summary>Switches inference to int8 weights (weight-only quantization for CPU decoding).</summary>
     public void QuantizeInt8() => Int8 ??= new Int8Weight(_weight);
 
+    /// <summary>False runs on the float weight although an int8 copy exists (comparing both in one process).</summary>
+    public bool UseInt8 { get; set; } = true;
+
     public override Tensor forward(Tensor x) =>
-        Int8 is not null && !training ? Int8.Linear(x, _bias)
-        : FloatGemv.Applies(x, _weight) ? FloatGemv.Linear(x, _weight, _bias)
-        : F.linear(x, _weight, _bias);
+        Int8 is not null && UseInt8 && !training ? Int8.Linear(x, _bias) : Apply(x, _weight, _bias);
+
+    /// <summary>x Wᵀ + b: the streaming kernel for the one-row products of decoding, libtorch's otherwise (tied heads use it too).</summary>
+    public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias = null) =>
+        FloatGemv.Applies(x, weight) ? FloatGemv.Linear(x, weight, bias) : F.linear(x, weight, bias);
 }

@@ -52,6 +52,20 @@ public sealed class OptForCausalLM : nn.Module
         _lmHeadInt8 ??= new Int8Weight(_model.Decoder.EmbedTokens.Weight);
     }
 
+    /// <summary>After <see cref="QuantizeInt8"/>: false decodes with the float32 weights again, true with int8 (the
+    /// benchmark alternates both in one run, as the machine's speed moves between minutes).</summary>
+    public bool UseInt8
+    {
+        get => _useInt8;
+        set
+        {
+            _useInt8 = value;
+            foreach (var m in _model.Decoder.modules().OfType<Linear>()) m.UseInt8 = value;
+        }
+    }
+
+    private bool _useInt8 = true;
+
     /// <summary>Token embeddings [B, T] → [B, T, word_embed_proj_dim].</summary>
     public Tensor EmbedTokens(Tensor ids) => _model.Decoder.EmbedTokens.forward(ids);
 
@@ -64,9 +78,9 @@ public sealed class OptForCausalLM : nn.Module
         using var scope = NewDisposeScope();
         var (h, states) = _model.Decoder.Forward(inputsEmbeds, attentionMask, cache, outputHiddenStates);
         if (lastOnly) h = h[.., ^1.., ..];
-        var logits = _lmHeadInt8 is not null && !training
+        var logits = _lmHeadInt8 is not null && _useInt8 && !training
             ? _lmHeadInt8.Linear(h, null)
-            : F.linear(h, _model.Decoder.EmbedTokens.Weight); // tied lm_head, no bias
+            : Linear.Apply(h, _model.Decoder.EmbedTokens.Weight); // tied lm_head, no bias
         return new CausalLMOutput(logits.MoveToOuterDisposeScope(), states?.Select(s => s.MoveToOuterDisposeScope()).ToList());
     }
 
