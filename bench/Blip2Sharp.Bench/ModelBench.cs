@@ -24,6 +24,7 @@ public static class ModelBench
         var v = config.VisionConfig;
         int size = v.ImageSize;
         var sw = Stopwatch.StartNew();
+        double? peakGb = null;
 
         // Machine limits at this model's shapes, in the same run.
         long tokens = v.NumPatches + 1;
@@ -103,7 +104,7 @@ public static class ModelBench
                 double total = sw.Elapsed.TotalSeconds;
                 r["prompt_tokens"] = ids.Length;
                 r["llm_prefill_s"] = Math.Round(timings.PrefillMs / 1000, 3);
-                r["per_token_s"] = Math.Round(timings.DecodeMs / 1000 / Math.Max(1, timings.Steps), 3);
+                r["per_token_s"] = Math.Round(SecondsPerToken(timings), 3);
                 r["tokens_per_s"] = Math.Round(timings.Steps / (timings.DecodeMs / 1000), 2);
                 r[$"caption_{newTokens}_tokens_end_to_end_s"] = Math.Round(total + (double)r["decode_and_preprocess_ms"] / 1000, 2);
                 // Bytes streamed per generated token: all of OPT; for T5 the decoder and lm_head (the encoder runs once).
@@ -111,8 +112,10 @@ public static class ModelBench
                     ? gen.Opt.parameters().Sum(p => p.numel()) * 4.0
                     : gen.T5!.named_parameters().Where(p => p.name.StartsWith("decoder.") || p.name.StartsWith("lm_head.")).Sum(p => p.parameter.numel()) * 4.0;
                 r["llm_bytes_per_token_gb"] = Math.Round(lmBytes / 1e9, 2);
-                r["decode_gbs_achieved"] = Math.Round(lmBytes / (timings.DecodeMs / 1000 / Math.Max(1, timings.Steps)) / 1e9, 1);
+                r["decode_gbs_achieved"] = Math.Round(lmBytes / SecondsPerToken(timings) / 1e9, 1);
                 r["decode_fraction_of_bandwidth"] = Math.Round((double)r["decode_gbs_achieved"] / (double)r["read_bandwidth_gbs"], 3);
+                // Peak RSS of the float32 model, before the stream buffers of the paired rounds and the int8 copies.
+                peakGb = PeakRssGb();
                 PairedDecodeAndBandwidth(r, generator, pixels, inputIds, options, lmBytes);
 
                 if (gen.Opt is { } opt)
@@ -125,7 +128,7 @@ public static class ModelBench
                     r["int8_quantize_s"] = Math.Round(sw.Elapsed.TotalSeconds, 1);
                     var t8 = new GenerationTimings();
                     var int8Ids = generator.Generate(pixels, inputIds, null, greedy, timings: t8)[0][0].Tokens;
-                    r["int8_per_token_s"] = Math.Round(t8.DecodeMs / 1000 / Math.Max(1, t8.Steps), 3);
+                    r["int8_per_token_s"] = Math.Round(SecondsPerToken(t8), 3);
                     r["int8_speedup_per_token"] = Math.Round((double)r["per_token_s"] / (double)r["int8_per_token_s"], 2);
                     // Paired: five rounds of 5 tokens in int8 then 5 in float32, each ratio from the same minute.
                     var ratios = new List<double>();
@@ -139,12 +142,12 @@ public static class ModelBench
                         var tf = new GenerationTimings();
                         generator.Generate(pixels, inputIds, null, five, timings: tf);
                         opt.UseInt8 = true;
-                        double si = ti.DecodeMs / Math.Max(1, ti.Steps), sf = tf.DecodeMs / Math.Max(1, tf.Steps);
+                        double si = SecondsPerToken(ti), sf = SecondsPerToken(tf);
                         ratios.Add(sf / si);
-                        pairs.Add($"{sf / 1000:F3}/{si / 1000:F3}");
+                        pairs.Add($"{sf:F3}/{si:F3}");
                     }
                     r["paired_fp32_int8_per_token_s"] = string.Join(" ", pairs);
-                    r["int8_speedup_paired_median"] = Math.Round(ratios.Order().ElementAt(2), 2);
+                    r["int8_speedup_paired_median"] = Math.Round(Median(ratios), 2);
                     int agree = 0;
                     while (agree < Math.Min(fp32Ids.Count, int8Ids.Count) && fp32Ids[agree] == int8Ids[agree]) agree++;
                     r["int8_greedy_ids_equal_prefix"] = $"{agree}/{fp32Ids.Count}";
@@ -161,9 +164,9 @@ public static class ModelBench
                 r["itm_pair_s"] = Math.Round(Best(3, () => { using var i = ret.Itm(visionOut.LastHiddenState, ids, mask); }), 3);
             }
         }
-        double peak = r.TryGetValue("peak_rss_gb", out var before) ? (double)before : Math.Round(PeakRssGb(), 2);
-        r["peak_rss_gb"] = peak;
-        r["peak_rss_over_weights"] = Math.Round(peak / weightsGb, 3);
+        peakGb ??= PeakRssGb();
+        r["peak_rss_gb"] = Math.Round(peakGb.Value, 2);
+        r["peak_rss_over_weights"] = Math.Round(peakGb.Value / weightsGb, 3);
         model.Dispose();
         return r;
     }
@@ -172,12 +175,10 @@ public static class ModelBench
     /// The machine is shared, and its read bandwidth moves by a third within minutes (44–78 GB/s over a day's runs):
     /// five rounds, each a bandwidth measurement (512 MiB, median of 3) then 5 generated tokens, so each fraction
     /// compares two figures taken seconds apart. Also the best bandwidth of the whole run against the best decoding.
-    /// Peak RSS is taken before, as the stream buffer is not the model's.
     /// </summary>
     private static void PairedDecodeAndBandwidth(Dictionary<string, object> r, Blip2Generator generator, Tensor pixels, Tensor inputIds,
         GenerationOptions options, double lmBytes)
     {
-        r["peak_rss_gb"] = Math.Round(PeakRssGb(), 2);
         var streams = new List<double> { (double)r["read_bandwidth_gbs"] };
         var decodes = new List<double> { (double)r["decode_gbs_achieved"] };
         var fractions = new List<double>();
@@ -187,12 +188,11 @@ public static class ModelBench
             double stream = MachineLimits.StreamReadGbs(512L << 20, 3);
             var t = new GenerationTimings();
             generator.Generate(pixels, inputIds, null, five, timings: t);
-            double decode = lmBytes / (t.DecodeMs / 1000 / Math.Max(1, t.Steps)) / 1e9;
+            double decode = lmBytes / SecondsPerToken(t) / 1e9;
             streams.Add(stream);
             decodes.Add(decode);
             fractions.Add(decode / stream);
         }
-        static double Median(List<double> xs) => xs.Order().ElementAt(xs.Count / 2);
         r["paired_read_bandwidth_gbs"] = string.Join(" ", streams.Skip(1).Select(x => x.ToString("F1")));
         r["paired_decode_gbs"] = string.Join(" ", decodes.Skip(1).Select(x => x.ToString("F1")));
         r["decode_fraction_of_bandwidth_paired_median"] = Math.Round(Median(fractions), 3);
@@ -200,6 +200,10 @@ public static class ModelBench
         r["decode_best_gbs"] = Math.Round(decodes.Max(), 1);
         r["decode_best_fraction_of_best_bandwidth"] = Math.Round(decodes.Max() / streams.Max(), 3);
     }
+
+    private static double SecondsPerToken(GenerationTimings t) => t.DecodeMs / 1000 / Math.Max(1, t.Steps);
+
+    private static double Median(List<double> xs) => xs.Order().ElementAt(xs.Count / 2);
 
     private static double Best(int reps, Action body)
     {

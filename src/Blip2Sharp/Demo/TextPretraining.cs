@@ -151,9 +151,10 @@ public static class TextPretraining
             var loss = F.cross_entropy(flat, labels, ignore_index: -100);
             if (o.AnswerWeight <= 0) return loss;
             var answers = AnswerPositions(batch, (int)ids.shape[1], marker);          // [B*(T-1)] of 0/1
-            if (answers.sum().item<float>() == 0) return loss;
+            var count = answers.sum();
+            if (count.item<float>() == 0) return loss;
             var perToken = F.cross_entropy(flat, labels, ignore_index: -100, reduction: nn.Reduction.None);
-            return loss + o.AnswerWeight * (perToken * answers).sum() / answers.sum();
+            return loss + o.AnswerWeight * (perToken * answers).sum() / count;
         }, progress);
         lm.eval();
         return result;
