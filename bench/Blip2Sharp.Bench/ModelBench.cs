@@ -15,6 +15,12 @@ namespace Blip2Sharp.Bench;
 /// </summary>
 public static class ModelBench
 {
+    /// <summary>
+    /// How the report is written: a rate over a time too short to measure (tiny configs) is infinite, which plain JSON
+    /// cannot hold; it is written as the string "Infinity" (or "NaN") instead of stopping the run.
+    /// </summary>
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
     public static Dictionary<string, object> Run(string configDir, string? checkpointDir, string image, int newTokens)
     {
         var r = new Dictionary<string, object>();
@@ -240,7 +246,7 @@ public static class ModelBench
         sb.Append("| metric | ").Append(string.Join(" | ", runs.Select(r => r["config"]))).Append(" |\n");
         sb.Append("|---|").Append(string.Concat(runs.Select(_ => "---:|"))).Append('\n');
         foreach (var k in keys.Where(k => k != "config"))
-            sb.Append("| ").Append(k).Append(" | ").Append(string.Join(" | ", runs.Select(r => r.TryGetValue(k, out var v) ? JsonSerializer.Serialize(v) : "–"))).Append(" |\n");
+            sb.Append("| ").Append(k).Append(" | ").Append(string.Join(" | ", runs.Select(r => r.TryGetValue(k, out var v) ? JsonSerializer.Serialize(v, Json) : "–"))).Append(" |\n");
         return sb.ToString();
     }
 }

@@ -38,10 +38,10 @@ if (args.Length >= 4 && args[0] == "models")
         var parts = spec.Split('=', 2);
         var run = Blip2Sharp.Bench.ModelBench.Run(parts[0], parts.Length > 1 ? parts[1] : null, args[2], 20);
         runs.Add(run);
-        Console.WriteLine(JsonSerializer.Serialize(run));
+        Console.WriteLine(JsonSerializer.Serialize(run, Blip2Sharp.Bench.ModelBench.Json));
         GC.Collect();
     }
-    File.WriteAllText(args[1] + ".json", JsonSerializer.Serialize(runs, new JsonSerializerOptions { WriteIndented = true }));
+    File.WriteAllText(args[1] + ".json", JsonSerializer.Serialize(runs, Blip2Sharp.Bench.ModelBench.Json));
     File.WriteAllText(args[1] + ".md", Blip2Sharp.Bench.ModelBench.Markdown(runs));
     return 0;
 }
@@ -92,5 +92,5 @@ using (inference_mode())
 }
 results["peak_rss_gb"] = Blip2Sharp.Bench.ModelBench.PeakRssGb();
 results["threads"] = threads;
-Console.WriteLine(JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
+Console.WriteLine(JsonSerializer.Serialize(results, Blip2Sharp.Bench.ModelBench.Json));
 return 0;

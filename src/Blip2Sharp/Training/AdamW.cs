@@ -29,8 +29,15 @@ public sealed class AdamW : IDisposable
 
     public IReadOnlyList<(string Name, Parameter Param, bool Decay)> Parameters => _params;
 
+    /// <remarks>
+    /// Every read of p.grad makes a new Tensor wrapper. Outside a dispose scope nothing keeps that wrapper alive once
+    /// its handle has been passed to native code, so the GC could finalize it (deleting the native handle) while
+    /// zero_ still ran on it: the use-after-free that crashed stage 2 with SIGSEGV in THSTensor_zeros_out (the
+    /// trainer zeroes gradients outside its per-batch scope). The scope roots the wrappers and frees them at the end.
+    /// </remarks>
     public void ZeroGrad()
     {
+        using var scope = NewDisposeScope();
         foreach (var (_, p, _) in _params) p.grad?.zero_();
     }
 
@@ -51,6 +58,7 @@ public sealed class AdamW : IDisposable
         using var stepSize = (-lr / bc1).ToScalar();
         foreach (var (name, p, decay) in _params)
         {
+            using var scope = NewDisposeScope(); // roots the gradient's wrapper while native code uses it (see ZeroGrad)
             var g = p.grad;
             if (g is null) continue;
             if (!_state.TryGetValue(name, out var s))
@@ -58,7 +66,6 @@ public sealed class AdamW : IDisposable
                 s = (zeros_like(p).DetachFromDisposeScope(), zeros_like(p).DetachFromDisposeScope());
                 _state[name] = s;
             }
-            using var scope = NewDisposeScope();
             if (decay && WeightDecay > 0) p.mul_(decayFactor);
             s.M.mul_(beta1).add_(g, oneMinusBeta1);
             s.V.mul_(beta2).addcmul_(g, g, oneMinusBeta2);

@@ -169,7 +169,11 @@ public sealed class Trainer
             foreach (var (n, v) in losses) sums[n] += v.item<float>() / Config.GradAccumulation;
             pairs += ok.Count;
         }
-        if (Config.ClipGradNorm > 0) nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), Config.ClipGradNorm);
+        if (Config.ClipGradNorm > 0)
+        {
+            using var clipScope = NewDisposeScope(); // roots whatever wrappers the clip makes while native code uses them (see AdamW.ZeroGrad)
+            nn.utils.clip_grad_norm_(optimizer.Parameters.Select(p => p.Param), Config.ClipGradNorm);
+        }
         return (sums, pairs, skipped);
     }
 
