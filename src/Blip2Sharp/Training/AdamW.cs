@@ -90,6 +90,7 @@ public sealed class AdamW : IDisposable
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> d)
     {
         Step = d.TryGetValue("step", out var st) ? st.data<long>()[0] : 0;
+        using var scope = NewDisposeScope(); // roots the intermediate of to().clone() (see ZeroGrad)
         foreach (var (name, p, _) in _params)
         {
             if (d.TryGetValue("exp_avg." + name, out var m) && d.TryGetValue("exp_avg_sq." + name, out var v))
