@@ -4,9 +4,11 @@ namespace Blip2Sharp.Cli;
 
 /// <summary>
 /// Runs a long, resumable command in a child process and starts it again when the native library crashes.
-/// TorchSharp 0.107 has a rare race between the garbage collector and native calls (dotnet/TorchSharp PRs #1434,
-/// #1496) that ends the process with SIGSEGV, which no managed handler can catch; every phase of `blip2 demo train`
-/// continues from what it saved, so starting again loses at most the steps since the last checkpoint.
+/// With TorchSharp 0.107 a Tensor wrapper that nothing roots can be finalized by the GC while a native call still
+/// uses its handle (dotnet/TorchSharp PRs #1434, #1496), which ends the process with SIGSEGV, beyond any managed
+/// handler. The cause found in training (AdamW's gradient wrappers, see AdamW.ZeroGrad) is fixed; this stays as a
+/// safety net: every phase of `blip2 demo train` continues from what it saved, so starting again loses at most the
+/// steps since the last checkpoint.
 /// </summary>
 internal static class NativeCrashRestart
 {
