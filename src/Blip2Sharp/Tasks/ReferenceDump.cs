@@ -28,10 +28,20 @@ public static class ReferenceDump
 
     private static Tensor? Get(IReadOnlyDictionary<string, Tensor> x, string name) => x.TryGetValue(name, out var t) ? t : null;
 
+    /// <summary>
+    /// t detached, as contiguous float32 on the CPU. The chain runs in a dispose scope: an intermediate wrapper that
+    /// nothing roots could otherwise be finalized while the next native call still reads it (see AdamW.ZeroGrad).
+    /// </summary>
+    private static Tensor Float32Copy(Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        return t.detach().to(ScalarType.Float32).cpu().contiguous().MoveToOuterDisposeScope();
+    }
+
     private static Dictionary<string, Tensor> Generation(Blip2ForConditionalGeneration model, IReadOnlyDictionary<string, Tensor> x)
     {
         var o = new Dictionary<string, Tensor>();
-        void Put(string name, Tensor t) => o[name] = t.detach().to(ScalarType.Float32).cpu().contiguous();
+        void Put(string name, Tensor t) => o[name] = Float32Copy(t);
         void PutAll(string prefix, IReadOnlyList<Tensor>? ts)
         {
             if (ts is null) return;
@@ -89,7 +99,7 @@ public static class ReferenceDump
     private static Dictionary<string, Tensor> Retrieval(Blip2ForImageTextRetrieval model, IReadOnlyDictionary<string, Tensor> x)
     {
         var o = new Dictionary<string, Tensor>();
-        void Put(string name, Tensor t) => o[name] = t.detach().to(ScalarType.Float32).cpu().contiguous();
+        void Put(string name, Tensor t) => o[name] = Float32Copy(t);
         var pixels = Get(x, "pixel_values");
         var ids = Get(x, "input_ids");
         var mask = Get(x, "attention_mask") ?? (ids is null ? null : ones_like(ids));

@@ -87,7 +87,8 @@ public sealed class SqliteVectorStore : IVectorStore
         if (upserts.Count > 0)
         {
             if (embeds is null || embeds.shape[0] != upserts.Count) throw new ArgumentException("one embedding per stored image is needed.");
-            using var half = embeds.to(ScalarType.Float16).cpu().contiguous();
+            using var scope = NewDisposeScope(); // roots the chain's intermediates while native calls read them (see AdamW.ZeroGrad)
+            var half = embeds.to(ScalarType.Float16).cpu().contiguous();
             long q = embeds.shape[1], d = embeds.shape[2];
             var bytes = half.bytes.ToArray();
             int rowBytes = (int)(q * d * 2);
@@ -159,7 +160,11 @@ public sealed class SqliteVectorStore : IVectorStore
                 blob.ReadExactly(half.bytes.Slice(row * rowBytes, rowBytes));
                 row++;
             }
-            if (half is not null) { chunks.Add(half.narrow(0, 0, row).to(ScalarType.Float32)); half.Dispose(); }
+            if (half is not null)
+            {
+                using (var used = half.narrow(0, 0, row)) chunks.Add(used.to(ScalarType.Float32)); // the view in a local: rooted during to()
+                half.Dispose();
+            }
         }
         var all = chunks.Count == 1 ? chunks[0] : cat(chunks, 0); // [N, Q, D]
         if (chunks.Count > 1) foreach (var c in chunks) c.Dispose();

@@ -34,7 +34,8 @@ public static class BertInit
         {
             if (!bert.Contains(from)) throw new CheckpointMismatchException($"{bertFolder}: lacks {from}.");
             var target = targets[to];
-            using var src = bert.Read(from).to(target.dtype);
+            using var read = bert.Read(from); // held in a local: rooted while to() reads it (see AdamW.ZeroGrad)
+            using var src = read.to(target.dtype);
             if (partialRows && src.dim() == 2 && src.shape[1] == target.shape[1])
             {
                 long rows = Math.Min(src.shape[0], target.shape[0]);
