@@ -58,6 +58,17 @@ public static class DecodeThreads
         }
     }
 
+    /// <summary>
+    /// Splits [0, count) into one contiguous range per libtorch thread and runs body(start, end) on each, part 0 on the
+    /// calling thread (the output rows of a one-row product: each thread streams its own share of the weight).
+    /// </summary>
+    public static void ForRanges(long count, Action<long, long> body)
+    {
+        int threads = Math.Max(1, TorchSharp.torch.get_num_threads());
+        long chunk = (count + threads - 1) / threads;
+        For(threads, t => body(Math.Min(count, t * chunk), Math.Min(count, (t + 1) * chunk)));
+    }
+
     private sealed class Worker
     {
         private readonly int _index;

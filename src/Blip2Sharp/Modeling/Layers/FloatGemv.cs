@@ -26,7 +26,7 @@ public static unsafe class FloatGemv
     {
         long outF = w.shape[0], inF = w.shape[1];
         long rows = x.NumberOfElements / inF;
-        using var xc = x.storage_offset() == 0 && x.is_contiguous() ? x.alias() : x.contiguous().clone(); // a fresh buffer: the span starts at the data
+        using var xc = Dense(x);
         using var bc = bias is null ? null : bias.clone();
         var y = empty([rows, outF], ScalarType.Float32);
         var wBytes = w.bytes;
@@ -38,11 +38,8 @@ public static unsafe class FloatGemv
         {
             float* wp = (float*)wb, xp = (float*)xb, yp = (float*)yb;
             float[]? bArr = bc?.data<float>().ToArray();
-            int threads = Math.Max(1, get_num_threads());
-            long chunk = (outF + threads - 1) / threads;
-            DecodeThreads.For(threads, t =>
+            DecodeThreads.ForRanges(outF, (start, end) =>
             {
-                long start = t * chunk, end = Math.Min(outF, start + chunk);
                 long o = start;
                 for (; o < end; o++)
                 {
@@ -54,6 +51,18 @@ public static unsafe class FloatGemv
         }
         long[] shape = [.. x.shape[..^1], outF];
         return y.view(shape);
+    }
+
+    /// <summary>
+    /// x itself (an alias) when its data starts its storage and is contiguous, else a contiguous copy: Tensor.bytes spans
+    /// the whole storage from its start, so a kernel reading it needs the data there. The contiguous intermediate is
+    /// held in a local, rooted while clone reads it (see AdamW.ZeroGrad).
+    /// </summary>
+    internal static Tensor Dense(Tensor x)
+    {
+        if (x.storage_offset() == 0 && x.is_contiguous()) return x.alias();
+        using var contiguous = x.contiguous();
+        return contiguous.clone();
     }
 
     /// <summary>Dot product with eight independent accumulators (enough loads in flight to stream at memory speed).</summary>

@@ -87,15 +87,12 @@ public sealed unsafe class Int8Weight : IDisposable
             return nn.functional.linear(x, w, bias);
         }
         using var scope = NewDisposeScope();
-        var input = x.to(ScalarType.Float32);
-        input = input.storage_offset() == 0 && input.is_contiguous() ? input : input.contiguous().clone(); // .bytes spans the storage from its start
+        var input = FloatGemv.Dense(x.to(ScalarType.Float32));
         var output = empty([rows, Rows], ScalarType.Float32);
         int blocks = (int)(_padded / Block);
         var xq = new sbyte[rows * _padded];
         var xs = new float[rows * blocks];
         var offset = new float[rows];
-        int threads = Math.Max(1, TorchSharp.torch.get_num_threads());
-        long chunk = (Rows + threads - 1) / threads;
         fixed (byte* inBytes = input.bytes)
         fixed (byte* outBytes = output.bytes)
         fixed (sbyte* xqp = xq)
@@ -108,9 +105,8 @@ public sealed unsafe class Int8Weight : IDisposable
                 offset[r] = _vnni ? shift : 0f;
             }
             sbyte* xqPtr = xqp; float* xsPtr = xsp; float* outPtr = (float*)outBytes;
-            DecodeThreads.For(threads, t =>
+            DecodeThreads.ForRanges(Rows, (start, end) =>
             {
-                long start = t * chunk, end = Math.Min(Rows, start + chunk);
                 for (long o = start; o < end; o++)
                 {
                     sbyte* wRow = _q + o * _padded;

@@ -64,7 +64,7 @@ public sealed class T5ForConditionalGeneration : nn.Module
         using var scope = NewDisposeScope();
         var logits = _lmHead is not null
             ? _lmHead.forward(decoderHidden)
-            : Linear.Apply(decoderHidden * Math.Pow(Config.DModel, -0.5), _shared.Weight);
+            : Linear.Apply(Scalars.Mul(decoderHidden, Math.Pow(Config.DModel, -0.5)), _shared.Weight);
         return logits.MoveToOuterDisposeScope();
     }
 
