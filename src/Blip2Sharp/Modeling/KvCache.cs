@@ -33,6 +33,32 @@ public sealed class LayerKvCache : IDisposable
         return (_keys.narrow(2, 0, Length), _values.narrow(2, 0, Length));
     }
 
+    /// <summary>Whether <see cref="TakeOne"/> can hold one more position of <paramref name="batch"/> rows in this dtype
+    /// on the CPU (no buffers yet, or contiguous ones of that kind with room).</summary>
+    internal bool CanTakeOne(long batch, ScalarType dtype) =>
+        _keys is null
+            ? _capacity >= 1
+            : _keys.shape[0] == batch && _keys.dtype == dtype && _keys.device_type == TorchSharp.DeviceType.CPU
+              && _keys.is_contiguous() && _values!.is_contiguous() && _keys.storage_offset() == 0 && _values.storage_offset() == 0
+              && Length < _capacity;
+
+    /// <summary>
+    /// Counts one more position and returns the whole buffers [B, H, capacity, Dh] (made on first use, float32 on the
+    /// CPU) with that position's index: the caller writes its keys and values there (<see cref="Layers.DecodeAttention"/>).
+    /// </summary>
+    internal (Tensor Keys, Tensor Values, long Position) TakeOne(long batch, long heads, long headDim)
+    {
+        if (_keys is null)
+        {
+            _keys = empty([batch, heads, _capacity, headDim], ScalarType.Float32);
+            _values = empty([batch, heads, _capacity, headDim], ScalarType.Float32);
+            _keys.DetachFromDisposeScope();
+            _values.DetachFromDisposeScope();
+        }
+        if (Length + 1 > _capacity) throw new InvalidOperationException($"KV cache full: {Length} + 1 > {_capacity} positions.");
+        return (_keys, _values!, Length++);
+    }
+
     /// <summary>Rows in the order of <paramref name="index"/> (beam search: reorder, or expand one row per beam).</summary>
     public void Reorder(Tensor index)
     {

@@ -15,6 +15,13 @@ public static unsafe class FloatGemv
 {
     public const int MaxRows = 4;
 
+    /// <summary>
+    /// Software prefetch distance over each weight row, in bytes: with the hardware prefetcher alone the kernel streamed
+    /// 43 GB/s, with 2 KB ahead 46 (mean of 10 paired rounds over 20 × 10240×2560 fp32, 2 threads; 4 KB: 43, 8 KB:
+    /// 45). Prefetches never fault, so running past the end of the weight is harmless.
+    /// </summary>
+    private const int PrefetchDistance = 2048;
+
     /// <summary>CPU float32 without autograd (inference), at most <see cref="MaxRows"/> rows.</summary>
     public static bool Applies(Tensor x, Tensor w) =>
         Avx2.IsSupported && Fma.IsSupported && !is_grad_enabled()
@@ -74,6 +81,8 @@ public static unsafe class FloatGemv
         long i = 0;
         for (; i + 64 <= n; i += 64)
         {
+            byte* ahead = (byte*)(a + i) + PrefetchDistance;                     // the 64 floats' four cache lines
+            Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192);
             acc0 = Fma.MultiplyAdd(Avx.LoadVector256(a + i), Avx.LoadVector256(b + i), acc0);
             acc1 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 8), Avx.LoadVector256(b + i + 8), acc1);
             acc2 = Fma.MultiplyAdd(Avx.LoadVector256(a + i + 16), Avx.LoadVector256(b + i + 16), acc2);

@@ -15,6 +15,13 @@ namespace Blip2Sharp.Modeling.Layers;
 public sealed unsafe class Int8Weight : IDisposable
 {
     private const int Block = 32;
+    /// <summary>
+    /// How far ahead of the kernel the weights are prefetched, in bytes. The kernel computes for ~2.5 × as long per byte
+    /// as the fp32 one, and left to the hardware prefetcher alone too few lines were in flight: it streamed 42 GB/s where
+    /// a plain read got 45; with 4 KB of software prefetch 47 (mean of 12 paired rounds over 40 × 10240×2560 int8,
+    /// 2 threads; 512 B: 42, 1 KB: 43, 2 KB: 45, 8–32 KB: 45–47). Prefetches never fault, so running past the end of the weight is harmless.
+    /// </summary>
+    private const int PrefetchDistance = 4096;
     private readonly sbyte* _q;
     private readonly float[] _rowScale;
     public long Rows { get; }
@@ -217,6 +224,8 @@ public sealed unsafe class Int8Weight : IDisposable
         int b = 0;
         for (; b + 4 <= blocks; b += 4)
         {
+            Sse.Prefetch0(w + b * Block + PrefetchDistance);                      // the four blocks' two cache lines
+            Sse.Prefetch0(w + b * Block + PrefetchDistance + 64);
             acc0 = Fma.MultiplyAdd(TProduct.Of(w + b * Block, x + b * Block), Vector256.Create(xs[b]), acc0);
             acc1 = Fma.MultiplyAdd(TProduct.Of(w + (b + 1) * Block, x + (b + 1) * Block), Vector256.Create(xs[b + 1]), acc1);
             acc2 = Fma.MultiplyAdd(TProduct.Of(w + (b + 2) * Block, x + (b + 2) * Block), Vector256.Create(xs[b + 2]), acc2);

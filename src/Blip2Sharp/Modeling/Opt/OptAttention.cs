@@ -36,6 +36,12 @@ public sealed class OptAttention : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], t = hidden.shape[1];
+        if (cache is not null && !training && DecodeAttention.Applies(hidden, mask, cache, _heads))
+        {
+            // One new position: the cached attention in one managed pass (same values, see DecodeAttention).
+            var context1 = DecodeAttention.Forward(_qProj.forward(hidden), _kProj.forward(hidden), _vProj.forward(hidden), mask, cache, _heads, _scaling);
+            return _outProj.forward(context1).MoveToOuterDisposeScope();
+        }
         var q = Heads(Scalars.Mul(_qProj.forward(hidden), _scaling), b, t);
         var k = Heads(_kProj.forward(hidden), b, t);
         var v = Heads(_vProj.forward(hidden), b, t);
