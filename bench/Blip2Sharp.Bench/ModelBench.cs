@@ -80,7 +80,11 @@ public static class ModelBench
             r["vision_s"] = Math.Round(visionS, 3);
             r["vision_gflop"] = Math.Round(visionFlops / 1e9, 1);
             r["vision_gflops_achieved"] = Math.Round(visionFlops / visionS / 1e9, 1);
-            double gemm = Math.Max((double)r["gemm_gflops_vision_mlp_shape"], (double)r["gemm_gflops_vision_qkv_shape"]);
+            // The GEMM rate again, right after the vision pass: one measurement at the start once came out at half the
+            // machine's rate (94 against ~195 GFLOP/s, a busy minute on the shared machine), which made the vision
+            // encoder look faster than the limit. The limit is the best of both.
+            r["gemm_gflops_vision_mlp_shape_after"] = Math.Round(MachineLimits.GemmGflops(tokens, v.HiddenSize, v.IntermediateSize), 1);
+            double gemm = new[] { "gemm_gflops_vision_mlp_shape", "gemm_gflops_vision_qkv_shape", "gemm_gflops_vision_mlp_shape_after" }.Max(k => (double)r[k]);
             r["vision_fraction_of_gemm_rate"] = Math.Round(visionFlops / visionS / 1e9 / gemm, 3);
             foreach (int b in new[] { 1, 4, 8 })
             {
