@@ -18,7 +18,7 @@ public static class SceneDataset
         {
             string imgDir = Path.Combine(outDir, "images", split);
             Directory.CreateDirectory(imgDir);
-            var rng = new Random(HashCode.Combine(seed, split.GetHashCode(StringComparison.Ordinal) & 0x7fff, 17));
+            var rng = new Random(Training.Seeds.Mix(seed, Training.Seeds.Of(split), 17));
             using var captions = new StreamWriter(Path.Combine(outDir, $"{split}.jsonl"));
             using var qa = new StreamWriter(Path.Combine(outDir, $"{split}_qa.jsonl"));
             using var scenes = new StreamWriter(Path.Combine(outDir, $"{split}_scenes.jsonl"));

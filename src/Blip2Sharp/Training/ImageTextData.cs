@@ -106,7 +106,7 @@ public sealed partial class ImageTextData
     /// <summary>The order of pairs in an epoch: a permutation fixed by the seed and the epoch.</summary>
     public int[] Order(long seed, int epoch)
     {
-        var rng = new Random(HashCode.Combine(seed, epoch));
+        var rng = new Random(Seeds.Mix(seed, epoch));
         var order = Enumerable.Range(0, Pairs.Count).ToArray();
         rng.Shuffle(order);
         return order;
@@ -124,7 +124,7 @@ public sealed partial class ImageTextData
             try
             {
                 var img = ImageDecoder.DecodeFile(paths[i], processor.DecodeOptions);
-                result[i] = augment ? RandomResizedCropFlip(img, processor.Config.Size.Width, processor.Config.Size.Height, new Random(HashCode.Combine(seed, step, i)))
+                result[i] = augment ? RandomResizedCropFlip(img, processor.Config.Size.Width, processor.Config.Size.Height, new Random(Seeds.Mix(seed, step, i)))
                     : processor.Resize(img);
             }
             catch (Exception e) when (e is Blip2Exception or IOException)

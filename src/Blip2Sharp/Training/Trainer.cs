@@ -345,7 +345,7 @@ public sealed class Trainer
         public void TrainMode() => _objective.TrainMode();
 
         public Dictionary<string, Tensor> Losses(Tensor pixels, IReadOnlyList<string> captions, long globalBatch) =>
-            new() { ["loss"] = _objective.Loss(pixels, captions, new Random(HashCode.Combine(_t.Config.Seed, globalBatch))) };
+            new() { ["loss"] = _objective.Loss(pixels, captions, new Random(Seeds.Mix(_t.Config.Seed, globalBatch))) };
 
         public void Save(string dir) =>
             SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), _objective.Model);
