@@ -7,6 +7,8 @@ namespace Blip2Sharp.Tests;
 /// <summary>The demo model that ships with the project (models/blip2-demo) is every command's default --model.</summary>
 public class ShippedDemoModelTests
 {
+    /// <summary>The copy next to the blip2 command that the tests run.</summary>
+    private static readonly string ModelDir = Path.Combine(AppContext.BaseDirectory, "models", "blip2-demo");
     private static readonly Scene TwoObjects = new("white", [new SceneObject(Shape.Circle, "red", true, 0, 1), new SceneObject(Shape.Square, "blue", false, 2, 0)]);
 
     private static string Render(Scene scene)
@@ -52,5 +54,8 @@ public class ShippedDemoModelTests
         Assert.True((double)j["retrieval_t2i_r1"]! >= 0.8, r.Stdout);
         Assert.True((double)j["retrieval_i2t_r1"]! >= 0.8, r.Stdout);
         Assert.Equal(150, (int)j["test_images"]!);
+        // Scenes rendered at the model's own input size, as in training (they were once rendered at 64 px and upscaled).
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(ModelDir, "generation", "config.json")))!;
+        Assert.Equal((int)config["vision_config"]!["image_size"]!, (int)j["image_size"]!);
     }
 }

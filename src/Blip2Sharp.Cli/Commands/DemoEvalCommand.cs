@@ -34,16 +34,17 @@ public sealed class DemoEvalCommand : Command<DemoEvalCommand.Settings>
     {
         var (generation, retrieval) = DemoShowcase.Folders(s.Model);
         string data = Path.Combine(Path.GetTempPath(), $"blip2-demo-eval-{s.Seed}-{Guid.NewGuid():N}");
+        int size = DemoShowcase.SceneSize(generation);                          // render as the model was trained
         try
         {
-            ResultPrinter.WithProgress(s.Scenes, "rendering test scenes", tick => SceneDataset.Write(data, s.Seed, 0, 0, s.Scenes, progress: (_, _) => tick()));
+            ResultPrinter.WithProgress(s.Scenes, "rendering test scenes", tick => SceneDataset.Write(data, s.Seed, 0, 0, s.Scenes, size, (_, _) => tick()));
             var m = DemoEvaluation.Evaluate(generation, retrieval, data, log: s.Json ? null : x => Console.Error.WriteLine($"blip2: {x}…"));
             if (s.Json)
             {
                 Blip2Cli.Out(JsonSerializer.Serialize(new Dictionary<string, object?>
                 {
                     ["caption_accuracy"] = m.CaptionAccuracy, ["vqa_accuracy"] = m.VqaAccuracy, ["retrieval_t2i_r1"] = m.RetrievalT2iR1, ["retrieval_i2t_r1"] = m.RetrievalI2tR1,
-                    ["retrieval_t2i_r5"] = m.RetrievalT2iR5, ["retrieval_i2t_r5"] = m.RetrievalI2tR5, ["vqa_by_kind"] = m.VqaByKind, ["test_images"] = m.Images, ["seed"] = s.Seed,
+                    ["retrieval_t2i_r5"] = m.RetrievalT2iR5, ["retrieval_i2t_r5"] = m.RetrievalI2tR5, ["vqa_by_kind"] = m.VqaByKind, ["test_images"] = m.Images, ["image_size"] = size, ["seed"] = s.Seed,
                 }, new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
             }

@@ -33,9 +33,18 @@ public static class DemoShowcase
         return (g, r);
     }
 
+    /// <summary>
+    /// The image size the demo model's encoder takes: scenes are rendered at it, as in training. (`blip2 demo eval`
+    /// rendered its test scenes at 64 px for the 96 px model, and the processor's upscaling blurred them: text→image
+    /// R@1 82 % instead of 91 %.)
+    /// </summary>
+    public static int SceneSize(string generationDir) =>
+        Configuration.Blip2Config.Load(generationDir, new Configuration.ConfigWarnings()).VisionConfig.ImageSize;
+
     public static List<ShowcaseScene> Run(string modelDir, string outDir, int count, int seed, Action<string>? log = null)
     {
         var (generationDir, retrievalDir) = Folders(modelDir);
+        int size = SceneSize(generationDir);
         string imageDir = Path.Combine(outDir, "scenes");
         Directory.CreateDirectory(imageDir);
         var rng = new Random(seed);
@@ -44,7 +53,7 @@ public static class DemoShowcase
         for (int i = 0; i < count; i++)
         {
             string path = Path.Combine(imageDir, $"scene-{i + 1:D2}.png");
-            File.WriteAllBytes(path, scenes[i].RenderPng(96));
+            File.WriteAllBytes(path, scenes[i].RenderPng(size));
             images.Add(path);
         }
 
