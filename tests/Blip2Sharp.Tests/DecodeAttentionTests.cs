@@ -85,4 +85,46 @@ public class DecodeAttentionTests
         Assert.Equal(0f, c[1], 5);
         Assert.Equal(3, cache.Length);
     }
+
+    /// <summary>
+    /// tiny-t5's decoder (self-attention over the cache with the relative position bias, cross-attention over the
+    /// encoder's keys and values): the logits of 5 cached steps with the managed path against libtorch's ops.
+    /// </summary>
+    [Fact]
+    public void T5DecodingStepsEqualLibtorchsAttention()
+    {
+        var model = GenerationTests.Model("tiny-t5");
+        var x = Fixtures.Goldens("tiny-t5");
+        using var noGrad = no_grad();
+        using var prefix = model.ImagePrefix(x["pixel_values"]);
+        var (embeds, mask) = model.MergeImagePrefix(prefix, x["gen_input_ids"], x["gen_attention_mask"]);
+        long[][] tokens = [[5, 9], [17, 3], [8, 8], [30, 2], [11, 40]];
+
+        (List<Tensor> Logits, long Calls) Run(bool managed)
+        {
+            DecodeAttention.Enabled = managed;
+            long before = DecodeAttention.Calls;
+            try
+            {
+                using var state = new Generation.T5DecoderState(model.T5!, embeds, mask, 8);
+                var logits = new List<Tensor> { state.Next(null) };
+                foreach (var step in tokens) logits.Add(state.Next(tensor(step)));
+                return (logits, DecodeAttention.Calls - before);
+            }
+            finally
+            {
+                DecodeAttention.Enabled = true;
+            }
+        }
+
+        var (reference, _) = Run(managed: false);
+        var (managedLogits, calls) = Run(managed: true);
+        int layers = model.T5!.modules().OfType<Modeling.T5.T5Block>().Count() / 2;   // encoder and decoder blocks
+        Assert.True(calls >= 2 * layers * tokens.Length, $"managed attention ran {calls} times");
+        for (int s = 0; s < reference.Count; s++)
+        {
+            double diff = (reference[s] - managedLogits[s]).abs().max().item<float>();
+            Assert.True(diff <= 1e-5, $"step {s}: logits differ by {diff}");
+        }
+    }
 }

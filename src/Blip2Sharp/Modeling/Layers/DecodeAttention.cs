@@ -18,6 +18,9 @@ public static unsafe class DecodeAttention
     /// <summary>Off in tests that compare this path with libtorch's.</summary>
     internal static bool Enabled { get; set; } = true;
 
+    /// <summary>How many times the managed path ran on this thread (tests check that a model takes it).</summary>
+    [ThreadStatic] internal static long Calls;
+
     /// <summary>
     /// One new position (hidden [B, 1, E]) in inference, float32 on the CPU, an additive mask [B or 1, H or 1, 1, S]
     /// over the cached positions and the new one, and a cache that holds float32 CPU buffers for B rows if any.
@@ -41,19 +44,51 @@ public static unsafe class DecodeAttention
     /// </summary>
     public static Tensor Forward(Tensor q, Tensor k, Tensor v, Tensor mask, LayerKvCache cache, int heads, double scaling)
     {
-        long b = q.shape[0], e = q.shape[2];
-        int headDim = (int)(e / heads);
-        var (keys, values, position) = cache.TakeOne(b, heads, headDim);        // [B, H, capacity, Dh]; the new one at position
-        long capacity = keys.shape[2];
-        int length = (int)position + 1;
-        long maskRows = mask.shape[0], maskHeads = mask.shape[1];
-        float scale = (float)scaling;
-        using var qd = FloatGemv.Dense(q);
+        int headDim = (int)(q.shape[2] / heads);
+        var (keys, values, position) = cache.TakeOne(q.shape[0], heads, headDim);  // [B, H, capacity, Dh]; the new one at position
         using var kd = FloatGemv.Dense(k);
         using var vd = FloatGemv.Dense(v);
+        return Attend(q, keys, values, (int)position + 1, (kd, vd, position), mask, heads, scaling);
+    }
+
+    /// <summary>
+    /// Cross-attention of one position (q [B, 1, E]) over fixed keys and values [B, H, S, Dh] (contiguous, float32 on the
+    /// CPU, as <c>T5Attention.ProjectKeyValue</c> makes them), with an additive bias [B or 1, H or 1, 1, S].
+    /// </summary>
+    public static bool AppliesToCross(Tensor hidden, Tensor bias, Tensor keys, Tensor values, int heads) =>
+        Enabled && Avx2.IsSupported && Fma.IsSupported && !is_grad_enabled()
+        && hidden.dim() == 3 && hidden.shape[1] == 1 && hidden.dtype == ScalarType.Float32 && hidden.device_type == TorchSharp.DeviceType.CPU
+        && keys.dim() == 4 && keys.shape[0] == hidden.shape[0] && keys.shape[1] == heads && keys.dtype == ScalarType.Float32
+        && keys.device_type == TorchSharp.DeviceType.CPU && keys.is_contiguous() && keys.storage_offset() == 0
+        && values.shape.SequenceEqual(keys.shape) && values.dtype == ScalarType.Float32 && values.is_contiguous() && values.storage_offset() == 0
+        && bias.dim() == 4 && bias.dtype == ScalarType.Float32 && bias.device_type == TorchSharp.DeviceType.CPU
+        && (bias.shape[0] == 1 || bias.shape[0] == hidden.shape[0]) && (bias.shape[1] == 1 || bias.shape[1] == heads)
+        && bias.shape[2] == 1 && bias.shape[3] == keys.shape[2];
+
+    /// <summary>q [B, 1, E] over keys, values [B, H, S, Dh] → the context [B, 1, E] (see <see cref="AppliesToCross"/>).</summary>
+    public static Tensor Cross(Tensor q, Tensor keys, Tensor values, Tensor bias, int heads, double scaling) =>
+        Attend(q, keys, values, (int)keys.shape[2], null, bias, heads, scaling);
+
+    /// <summary>
+    /// softmax(q·Kᵀ·scaling + mask)·V for every row and head over the first <paramref name="length"/> positions of
+    /// keys, values [B, H, capacity, Dh] (whole contiguous buffers); <paramref name="append"/>: this position's keys
+    /// and values [B, 1, E], written at its index first.
+    /// </summary>
+    private static Tensor Attend(Tensor q, Tensor keys, Tensor values, int length, (Tensor K, Tensor V, long At)? append, Tensor mask, int heads, double scaling)
+    {
+        long b = q.shape[0], e = q.shape[2];
+        int headDim = (int)(e / heads);
+        long capacity = keys.shape[2];
+        long maskRows = mask.shape[0], maskHeads = mask.shape[1];
+        float scale = (float)scaling;
+        bool writes = append is not null;
+        long position = append?.At ?? 0;
+        using var qd = FloatGemv.Dense(q);
         using var md = FloatGemv.Dense(mask);
         var context = empty([b, 1, e], ScalarType.Float32);
-        fixed (byte* qb = qd.bytes, kb = kd.bytes, vb = vd.bytes, mb = md.bytes, cb = context.bytes, keyb = keys.bytes, valb = values.bytes)
+        Calls++;
+        fixed (byte* qb = qd.bytes, mb = md.bytes, cb = context.bytes, keyb = keys.bytes, valb = values.bytes,
+               kb = writes ? append!.Value.K.bytes : default, vb = writes ? append!.Value.V.bytes : default)
         {
             float* qp = (float*)qb, kp = (float*)kb, vp = (float*)vb, mp = (float*)mb, cp = (float*)cb;
             float* keyp = (float*)keyb, valp = (float*)valb;
@@ -67,8 +102,11 @@ public static unsafe class DecodeAttention
                     long at = row * e + head * headDim;                          // this head's slice of a [B, 1, E] row
                     float* cachedK = keyp + bh * capacity * headDim;             // [capacity, Dh] of this row and head
                     float* cachedV = valp + bh * capacity * headDim;
-                    new ReadOnlySpan<float>(kp + at, headDim).CopyTo(new Span<float>(cachedK + position * headDim, headDim));
-                    new ReadOnlySpan<float>(vp + at, headDim).CopyTo(new Span<float>(cachedV + position * headDim, headDim));
+                    if (writes)
+                    {
+                        new ReadOnlySpan<float>(kp + at, headDim).CopyTo(new Span<float>(cachedK + position * headDim, headDim));
+                        new ReadOnlySpan<float>(vp + at, headDim).CopyTo(new Span<float>(cachedV + position * headDim, headDim));
+                    }
                     // As the reference: q scaled (and rounded to float) before the product.
                     for (int d = 0; d < headDim; d++) query[d] = qp[at + d] * scale;
                     float* m = mp + ((maskRows == 1 ? 0 : row) * maskHeads + (maskHeads == 1 ? 0 : head)) * length;

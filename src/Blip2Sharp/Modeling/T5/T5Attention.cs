@@ -41,11 +41,12 @@ public sealed class T5Attention : nn.Module
 
     private Tensor Heads(Tensor x) => x.view(x.shape[0], x.shape[1], _heads, _dKv).transpose(1, 2); // [B, H, T, Dkv]
 
-    /// <summary>Projects the encoder output into this cross-attention's keys and values once per input.</summary>
+    /// <summary>Projects the encoder output into this cross-attention's keys and values once per input, contiguous
+    /// [B, H, S, Dkv] (read whole at every decoding step, by <see cref="DecodeAttention.Cross"/>).</summary>
     public (Tensor Key, Tensor Value) ProjectKeyValue(Tensor states)
     {
         using var scope = NewDisposeScope();
-        return (Heads(_k.forward(states)).MoveToOuterDisposeScope(), Heads(_v.forward(states)).MoveToOuterDisposeScope());
+        return (Heads(_k.forward(states)).contiguous().MoveToOuterDisposeScope(), Heads(_v.forward(states)).contiguous().MoveToOuterDisposeScope());
     }
 
     /// <summary>Bucket of each relative position (memory − context), as _relative_position_bucket computes it.</summary>
@@ -90,6 +91,15 @@ public sealed class T5Attention : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], t = hidden.shape[1];
+        if (!training && t == 1)
+        {
+            // One new position (decoding): the attention in one managed pass (same values, see DecodeAttention); T5
+            // does not scale the scores.
+            if (crossKv is { } fixedKv && DecodeAttention.AppliesToCross(hidden, positionBias, fixedKv.Key, fixedKv.Value, _heads))
+                return _o.forward(DecodeAttention.Cross(_q.forward(hidden), fixedKv.Key, fixedKv.Value, positionBias, _heads, 1.0)).MoveToOuterDisposeScope();
+            if (crossKv is null && cache is not null && DecodeAttention.Applies(hidden, positionBias, cache, _heads))
+                return _o.forward(DecodeAttention.Forward(_q.forward(hidden), _k.forward(hidden), _v.forward(hidden), positionBias, cache, _heads, 1.0)).MoveToOuterDisposeScope();
+        }
         var q = Heads(_q.forward(hidden));
         Tensor k, v;
         if (crossKv is { } kv) (k, v) = kv;
