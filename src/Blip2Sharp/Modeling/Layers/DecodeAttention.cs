@@ -6,9 +6,9 @@ using static TorchSharp.torch;
 namespace Blip2Sharp.Modeling.Layers;
 
 /// <summary>
-/// Self-attention of one new position over the KV cache, the shape of every decoding step, in one pass of managed
-/// code: it writes the position's keys and values into the cache and computes softmax(q·Kᵀ·scaling + mask)·V for
-/// every row and head. The same work as libtorch's dozen small ops (views, two cache copies, two batched products,
+/// Attention of one new position, the shape of every decoding step, in one pass of managed code: self-attention over
+/// the KV cache (it writes the position's keys and values into the cache first; OPT, T5's decoder) or cross-attention
+/// over fixed keys and values (T5), softmax(q·Kᵀ·scaling + mask)·V for every row and head. The same work as libtorch's dozen small ops (views, two cache copies, two batched products,
 /// mask add, softmax, transpose, reshape), but those ops run right after the layer's weights have streamed through
 /// the caches, and each pays for that: on blip2-opt-2.7b they took ~3 ms per token for 32 layers when warm and
 /// ~8 ms when the caches had just been flushed as decoding flushes them, ~10 % of an int8 step.
