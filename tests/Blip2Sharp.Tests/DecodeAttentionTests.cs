@@ -8,6 +8,20 @@ namespace Blip2Sharp.Tests;
 
 public class DecodeAttentionTests
 {
+    /// <summary>Runs body with the managed path on or off (libtorch's ops), and turns it back on.</summary>
+    private static T With<T>(bool managed, Func<T> body)
+    {
+        DecodeAttention.Enabled = managed;
+        try
+        {
+            return body();
+        }
+        finally
+        {
+            DecodeAttention.Enabled = true;
+        }
+    }
+
     /// <summary>
     /// A prompt of 5 positions (row 0 left-padded by 2), then 4 decoding steps, through tiny-opt's first attention layer:
     /// the managed one-position path against libtorch's ops, output by output, and the cache both leave behind.
@@ -25,28 +39,20 @@ public class DecodeAttentionTests
         var steps = Enumerable.Range(0, 4).Select(_ => randn([2, 1, e], generator: gen)).ToList();
         var padding = tensor(new long[] { 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }).reshape(2, 9);
 
-        (List<Tensor> Outputs, bool Managed) Run(bool managed)
+        (List<Tensor> Outputs, bool Managed) Run(bool managed) => With(managed, () =>
         {
-            DecodeAttention.Enabled = managed;
-            try
+            using var cache = new LayerKvCache(16);
+            attention.Forward(prompt, AttentionMasks.CausalWithPadding(padding[.., ..5], 5, ScalarType.Float32), cache).Dispose();
+            var outputs = new List<Tensor>();
+            bool applied = true;
+            for (int s = 0; s < steps.Count; s++)
             {
-                using var cache = new LayerKvCache(16);
-                attention.Forward(prompt, AttentionMasks.CausalWithPadding(padding[.., ..5], 5, ScalarType.Float32), cache).Dispose();
-                var outputs = new List<Tensor>();
-                bool applied = true;
-                for (int s = 0; s < steps.Count; s++)
-                {
-                    var mask = AttentionMasks.CausalWithPadding(padding[.., ..(6 + s)], 1, ScalarType.Float32);  // [2, 1, 1, 6 + s]
-                    applied &= DecodeAttention.Applies(steps[s], mask, cache, heads);
-                    outputs.Add(attention.Forward(steps[s], mask, cache));
-                }
-                return (outputs, applied);
+                var mask = AttentionMasks.CausalWithPadding(padding[.., ..(6 + s)], 1, ScalarType.Float32);  // [2, 1, 1, 6 + s]
+                applied &= DecodeAttention.Applies(steps[s], mask, cache, heads);
+                outputs.Add(attention.Forward(steps[s], mask, cache));
             }
-            finally
-            {
-                DecodeAttention.Enabled = true;
-            }
-        }
+            return (outputs, applied);
+        });
 
         var (reference, libtorchApplied) = Run(managed: false);
         var (managedOut, managedApplied) = Run(managed: true);
@@ -100,22 +106,14 @@ public class DecodeAttentionTests
         var (embeds, mask) = model.MergeImagePrefix(prefix, x["gen_input_ids"], x["gen_attention_mask"]);
         long[][] tokens = [[5, 9], [17, 3], [8, 8], [30, 2], [11, 40]];
 
-        (List<Tensor> Logits, long Calls) Run(bool managed)
+        (List<Tensor> Logits, long Calls) Run(bool managed) => With(managed, () =>
         {
-            DecodeAttention.Enabled = managed;
             long before = DecodeAttention.Calls;
-            try
-            {
-                using var state = new Generation.T5DecoderState(model.T5!, embeds, mask, 8);
-                var logits = new List<Tensor> { state.Next(null) };
-                foreach (var step in tokens) logits.Add(state.Next(tensor(step)));
-                return (logits, DecodeAttention.Calls - before);
-            }
-            finally
-            {
-                DecodeAttention.Enabled = true;
-            }
-        }
+            using var state = new Generation.T5DecoderState(model.T5!, embeds, mask, 8);
+            var logits = new List<Tensor> { state.Next(null) };
+            foreach (var step in tokens) logits.Add(state.Next(tensor(step)));
+            return (logits, DecodeAttention.Calls - before);
+        });
 
         var (reference, _) = Run(managed: false);
         var (managedLogits, calls) = Run(managed: true);

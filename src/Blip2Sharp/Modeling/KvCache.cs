@@ -39,8 +39,7 @@ public sealed class LayerKvCache : IDisposable
         _keys is null
             ? _capacity >= 1
             : _keys.shape[0] == batch && _keys.dtype == dtype && _keys.device_type == TorchSharp.DeviceType.CPU
-              && _keys.is_contiguous() && _values!.is_contiguous() && _keys.storage_offset() == 0 && _values.storage_offset() == 0
-              && Length < _capacity;
+              && Layers.FloatGemv.IsDense(_keys) && Layers.FloatGemv.IsDense(_values!) && Length < _capacity;
 
     /// <summary>
     /// Counts one more position and returns the whole buffers [B, H, capacity, Dh] (made on first use, float32 on the

@@ -8,10 +8,11 @@ namespace Blip2Sharp.Modeling.Layers;
 /// <summary>
 /// Attention of one new position, the shape of every decoding step, in one pass of managed code: self-attention over
 /// the KV cache (it writes the position's keys and values into the cache first; OPT, T5's decoder) or cross-attention
-/// over fixed keys and values (T5), softmax(q·Kᵀ·scaling + mask)·V for every row and head. The same work as libtorch's dozen small ops (views, two cache copies, two batched products,
-/// mask add, softmax, transpose, reshape), but those ops run right after the layer's weights have streamed through
-/// the caches, and each pays for that: on blip2-opt-2.7b they took ~3 ms per token for 32 layers when warm and
-/// ~8 ms when the caches had just been flushed as decoding flushes them, ~10 % of an int8 step.
+/// over fixed keys and values (T5), softmax(q·Kᵀ·scaling + mask)·V for every row and head. The same work as libtorch's
+/// dozen small ops (views, two cache copies, two batched products, mask add, softmax, transpose, reshape), but those
+/// ops run right after the layer's weights have streamed through the caches, and each pays for that: on
+/// blip2-opt-2.7b they took ~3 ms per token for 32 layers when warm and ~8 ms when the caches had just been flushed as
+/// decoding flushes them, ~10 % of an int8 step.
 /// </summary>
 public static unsafe class DecodeAttention
 {
@@ -25,18 +26,19 @@ public static unsafe class DecodeAttention
     /// One new position (hidden [B, 1, E]) in inference, float32 on the CPU, an additive mask [B or 1, H or 1, 1, S]
     /// over the cached positions and the new one, and a cache that holds float32 CPU buffers for B rows if any.
     /// </summary>
-    public static bool Applies(Tensor hidden, Tensor mask, LayerKvCache cache, int heads)
-    {
-        if (!Enabled || !Avx2.IsSupported || !Fma.IsSupported || is_grad_enabled()) return false;
-        if (hidden.dim() != 3 || hidden.shape[1] != 1 || hidden.dtype != ScalarType.Float32 || hidden.device_type != TorchSharp.DeviceType.CPU)
-            return false;
-        long b = hidden.shape[0];
-        if (mask.dim() != 4 || mask.dtype != ScalarType.Float32 || mask.device_type != TorchSharp.DeviceType.CPU
-            || (mask.shape[0] != 1 && mask.shape[0] != b) || (mask.shape[1] != 1 && mask.shape[1] != heads)
-            || mask.shape[2] != 1 || mask.shape[3] != cache.Length + 1)
-            return false;
-        return cache.CanTakeOne(b, ScalarType.Float32);
-    }
+    public static bool Applies(Tensor hidden, Tensor mask, LayerKvCache cache, int heads) =>
+        OnePosition(hidden) && BiasFits(mask, hidden.shape[0], heads, cache.Length + 1) && cache.CanTakeOne(hidden.shape[0], ScalarType.Float32);
+
+    /// <summary>This path is on and the CPU and autograd allow it; hidden [B, 1, E] float32 on the CPU.</summary>
+    private static bool OnePosition(Tensor hidden) =>
+        Enabled && Avx2.IsSupported && Fma.IsSupported && !is_grad_enabled()
+        && hidden.dim() == 3 && hidden.shape[1] == 1 && hidden.dtype == ScalarType.Float32 && hidden.device_type == TorchSharp.DeviceType.CPU;
+
+    /// <summary>An additive mask or bias [B or 1, H or 1, 1, length], float32 on the CPU.</summary>
+    private static bool BiasFits(Tensor bias, long batch, int heads, long length) =>
+        bias.dim() == 4 && bias.dtype == ScalarType.Float32 && bias.device_type == TorchSharp.DeviceType.CPU
+        && (bias.shape[0] == 1 || bias.shape[0] == batch) && (bias.shape[1] == 1 || bias.shape[1] == heads)
+        && bias.shape[2] == 1 && bias.shape[3] == length;
 
     /// <summary>
     /// q, k, v [B, 1, E] (heads side by side, q not yet scaled) → the attention context [B, 1, E]; k and v are appended
@@ -56,14 +58,10 @@ public static unsafe class DecodeAttention
     /// CPU, as <c>T5Attention.ProjectKeyValue</c> makes them), with an additive bias [B or 1, H or 1, 1, S].
     /// </summary>
     public static bool AppliesToCross(Tensor hidden, Tensor bias, Tensor keys, Tensor values, int heads) =>
-        Enabled && Avx2.IsSupported && Fma.IsSupported && !is_grad_enabled()
-        && hidden.dim() == 3 && hidden.shape[1] == 1 && hidden.dtype == ScalarType.Float32 && hidden.device_type == TorchSharp.DeviceType.CPU
+        OnePosition(hidden) && BiasFits(bias, hidden.shape[0], heads, keys.shape[2])
         && keys.dim() == 4 && keys.shape[0] == hidden.shape[0] && keys.shape[1] == heads && keys.dtype == ScalarType.Float32
-        && keys.device_type == TorchSharp.DeviceType.CPU && keys.is_contiguous() && keys.storage_offset() == 0
-        && values.shape.SequenceEqual(keys.shape) && values.dtype == ScalarType.Float32 && values.is_contiguous() && values.storage_offset() == 0
-        && bias.dim() == 4 && bias.dtype == ScalarType.Float32 && bias.device_type == TorchSharp.DeviceType.CPU
-        && (bias.shape[0] == 1 || bias.shape[0] == hidden.shape[0]) && (bias.shape[1] == 1 || bias.shape[1] == heads)
-        && bias.shape[2] == 1 && bias.shape[3] == keys.shape[2];
+        && keys.device_type == TorchSharp.DeviceType.CPU && FloatGemv.IsDense(keys)
+        && values.shape.SequenceEqual(keys.shape) && values.dtype == ScalarType.Float32 && FloatGemv.IsDense(values);
 
     /// <summary>q [B, 1, E] over keys, values [B, H, S, Dh] → the context [B, 1, E] (see <see cref="AppliesToCross"/>).</summary>
     public static Tensor Cross(Tensor q, Tensor keys, Tensor values, Tensor bias, int heads, double scaling) =>

@@ -60,6 +60,9 @@ public static unsafe class FloatGemv
         return y.view(shape);
     }
 
+    /// <summary>Contiguous, with its data at the start of its storage: Tensor.bytes then spans exactly its elements.</summary>
+    internal static bool IsDense(Tensor x) => x.storage_offset() == 0 && x.is_contiguous();
+
     /// <summary>
     /// x itself (an alias) when its data starts its storage and is contiguous, else a contiguous copy: Tensor.bytes spans
     /// the whole storage from its start, so a kernel reading it needs the data there. The contiguous intermediate is
@@ -67,7 +70,7 @@ public static unsafe class FloatGemv
     /// </summary>
     internal static Tensor Dense(Tensor x)
     {
-        if (x.storage_offset() == 0 && x.is_contiguous()) return x.alias();
+        if (IsDense(x)) return x.alias();
         using var contiguous = x.contiguous();
         return contiguous.clone();
     }

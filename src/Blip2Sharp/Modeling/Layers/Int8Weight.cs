@@ -19,7 +19,8 @@ public sealed unsafe class Int8Weight : IDisposable
     /// How far ahead of the kernel the weights are prefetched, in bytes. The kernel computes for ~2.5 × as long per byte
     /// as the fp32 one, and left to the hardware prefetcher alone too few lines were in flight: it streamed 42 GB/s where
     /// a plain read got 45; with 4 KB of software prefetch 47 (mean of 12 paired rounds over 40 × 10240×2560 int8,
-    /// 2 threads; 512 B: 42, 1 KB: 43, 2 KB: 45, 8–32 KB: 45–47). Prefetches never fault, so running past the end of the weight is harmless.
+    /// 2 threads; 512 B: 42, 1 KB: 43, 2 KB: 45, 8–32 KB: 45–47). Prefetches never fault, so running past the end of
+    /// the weight is harmless.
     /// </summary>
     private const int PrefetchDistance = 4096;
     private readonly sbyte* _q;
