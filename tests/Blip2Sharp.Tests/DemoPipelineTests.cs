@@ -20,13 +20,14 @@ public class DemoPipelineTests
             Text = new TextPretraining.Options { HiddenSize = 32, Layers = 1, Heads = 2, FfnDim = 64, Steps = 5, BatchSize = 8, RepetitionSteps = 2 },
             QFormerHidden = 32, QFormerLayers = 1, QFormerHeads = 2, Queries = 4,
             Stage1 = new TrainConfig { MaxSteps = 4, BatchSize = 4, WarmupSteps = 0, SaveEvery = 4, LogEvery = 2 },
-            Stage2 = new TrainConfig { MaxSteps = 4, BatchSize = 4, WarmupSteps = 0, SaveEvery = 4, LogEvery = 2 },
+            Stage2 = new TrainConfig { MaxSteps = 4, BatchSize = 4, WarmupSteps = 0, SaveEvery = 4, LogEvery = 2, PromptAlignment = 5 },
         };
         var log = new List<string>();
         var r = DemoPipeline.Run(work, o with { TestScenes = 6, Ablation = true }, log.Add);
         Assert.Contains(log, l => l.StartsWith("language model loss"));
         Assert.Contains(log, l => l.StartsWith("image encoder loss"));
         Assert.True(File.Exists(Path.Combine(work, "stage1", "metrics.csv")));
+        Assert.StartsWith("step,loss,loss_align,lr", File.ReadLines(Path.Combine(work, "stage2", "metrics.csv")).First());
         foreach (var f in new[] { "curves/language_model.png", "curves/image_encoder.png", "grid.png", "report.md", "model/generation/model.safetensors", "model/retrieval/model.safetensors" })
             Assert.True(File.Exists(Path.Combine(work, f)), f);
         Assert.False(File.Exists(Path.Combine(work, "model/retrieval/optimizer.safetensors"))); // training state stays in the checkpoints
@@ -96,6 +97,24 @@ public class DemoPipelineTests
         Assert.Equal(5, File.ReadLines(Path.Combine(work, "test-data", "test_scenes.jsonl")).Count());
         var after = JsonNode.Parse(File.ReadAllText(Path.Combine(work, "timings.json")))!.AsArray();
         Assert.Equal((double)phases[1]!["seconds"]!, (double)after[1]!["seconds"]!);   // the language model's
+    }
+
+    [Fact]
+    public void TheSoftPromptIsAlignedWithTheScenesFirstCaption()
+    {
+        string dir = Fixtures.TempDir();
+        CliRunner.Run("demo", "data", "--out", dir, "--train", "3", "--val", "1", "--test", "1");
+        var data = ImageTextData.Load(Path.Combine(dir, "train.jsonl"));
+        var first = DemoPipeline.FirstCaptions(data);
+        var byImage = data.Pairs.GroupBy(p => p.Image).ToList();
+        Assert.Equal(3, byImage.Count);
+        foreach (var g in byImage)
+        {
+            Assert.Equal(3, g.Count());
+            Assert.EndsWith(" background", g.First().Caption);                       // "…, on a gray background"
+            Assert.All(g, p => Assert.Equal(g.First().Caption, first(p.Caption)));
+        }
+        Assert.Equal("a caption of another dataset", first("a caption of another dataset"));
     }
 
     [Fact]

@@ -52,6 +52,16 @@ public class TextPretrainingTests
     }
 
     [Fact]
+    public void TheRestateWeightFindsTheRestatedDescription()
+    {
+        // Width 6, so label position p of row b sits at flat index b * 5 + p - 1; row 0 restates from position 3 on.
+        List<List<int>> batch = [[2, 5, 2, 5, 6, 7], [2, 5, 2, 5]];
+        var flags = TextPretraining.RestatedPositions(batch, [3, -1], 6).data<float>().ToArray();
+        Assert.Equal(10, flags.Length);
+        Assert.Equal([2, 3, 4], Enumerable.Range(0, 10).Where(i => flags[i] == 1).ToArray());
+    }
+
+    [Fact]
     public void PackedDocumentsAreSeparatedByTheBosToken()
     {
         string dir = Fixtures.TempDir();
@@ -65,6 +75,35 @@ public class TextPretrainingTests
         Assert.Equal("a large red circle on the left", tokenizer.Decode(ids.Skip(1).Take(at - 1).ToList()));
         Assert.Equal("Question: what color is the circle? Answer: red\n", tokenizer.Decode(ids.Skip(at + 1).ToList()));
         Assert.Equal(2, ids.Count(i => i == sep));                 // bos and the one separator
+    }
+
+    [Fact]
+    public void ADescriptionStandsWhereTheSoftPromptWould()
+    {
+        Assert.Equal([2, 1, 1, 7, 8, 9], Training.SoftPromptLayout.Place([7, 8, 9], 6, bos: 2, pad: 1));
+        Assert.Equal([2, 7, 8, 9], Training.SoftPromptLayout.Place([7, 8, 9, 10, 11], 4, bos: 2, pad: 1));   // first length − 1 kept
+        Assert.True(Training.SoftPromptLayout.Fits(5, 6));
+        Assert.False(Training.SoftPromptLayout.Fits(6, 6));
+
+        string dir = Fixtures.TempDir();
+        SceneVocabulary.WriteBpe(dir, SceneVocabulary.Words(scenes: 50));
+        var tokenizer = Tokenizer.FromPretrained(dir);
+        const string text = "a large red circle on the left</s>Question: what color is the circle? Answer: red\n";
+        var ids = TextPretraining.EncodeDocuments(tokenizer, text, promptLength: 32);
+        Assert.Equal(2, ids[0]);
+        Assert.Equal(32, ids.IndexOf(2, 1));                                         // the separator after 32 positions, as after 32 queries
+        Assert.Equal(32 - 1 - 7, ids.Count(i => i == 1));                            // bos + fillers + 7 words
+        Assert.All(ids.Skip(1).Take(24), i => Assert.Equal(1, i));
+        Assert.Equal("a large red circle on the left", tokenizer.Decode(ids.Skip(25).Take(7).ToList()));
+        Assert.Equal(TextPretraining.EncodeDocuments(tokenizer, text).Skip(8), ids.Skip(32));   // the rest as without fillers
+        // One document, or a first document too long for the prompt: as without fillers.
+        Assert.Equal(TextPretraining.EncodeDocuments(tokenizer, "a red circle\n"), TextPretraining.EncodeDocuments(tokenizer, "a red circle\n", 32));
+        Assert.Equal(TextPretraining.EncodeDocuments(tokenizer, text), TextPretraining.EncodeDocuments(tokenizer, text, 7));
+
+        // No loss on fillers nor on the batch's padding: labels are the next ids with −100 there.
+        var (padded, mask) = tokenizer.PadRight([[2, 1, 1, 7, 8, 2, 9], [2, 7, 2, 9]]);
+        var labels = TextPretraining.Labels(padded, mask, pad: 1).data<long>().ToArray();
+        Assert.Equal([-100, -100, 7, 8, 2, 9, 7, 2, 9, -100, -100, -100], labels);
     }
 
     [Fact]

@@ -144,6 +144,67 @@ public class TrainingTests
         Assert.True(model.QueryTokens.requires_grad && model.LanguageProjectionLayer.Weight.requires_grad);
     }
 
+    [Fact]
+    public void ThePromptAlignmentIsTheMeanSquaredDistanceToThePlacedTextsEmbeddings()
+    {
+        using var model = Blip2ForConditionalGeneration.FromPretrained(Fixtures.Dir("tiny-opt"));
+        var tokenizer = Tokenizer.FromPretrained(Fixtures.Dir("tiny-opt"));
+        model.eval();
+        var x = Fixtures.Goldens("tiny-opt");
+        string[] captions = ["a photo of a cat", "two dogs"];
+        var plain = new Stage2Objective(model, tokenizer);
+        var aligned = new Stage2Objective(model, tokenizer) { PromptAlignment = 2.5, PromptText = c => c == "two dogs" ? "dogs" : c };
+        Assert.Equal(["loss", "loss_align"], aligned.Names);
+        using var noGrad = no_grad();
+        var parts = aligned.Losses(x["pixel_values"], captions, new Random(0));
+        Assert.Equal(plain.Loss(x["pixel_values"], captions, new Random(0)).item<float>(), parts["loss"].item<float>(), 6);
+
+        // By hand: queries [B, Q, H] against the embeddings of [bos, pad, …, pad, text tokens].
+        var prefix = model.ImagePrefix(x["pixel_values"]);
+        int q = (int)prefix.shape[1];
+        var rows = new[] { "a photo of a cat", "dogs" }.Select(t =>
+        {
+            var text = tokenizer.Encode(t, addSpecialTokens: false).Ids;
+            return new[] { (long)tokenizer.BosTokenId!.Value }.Concat(Enumerable.Repeat((long)tokenizer.PadTokenId!.Value, q - 1 - text.Count)).Concat(text.Select(i => (long)i)).ToArray();
+        }).ToArray();
+        Assert.Equal(q, rows[1].Length);
+        var target = model.EmbedTokens(tensor(rows.SelectMany(r => r).ToArray()).reshape(2, q));
+        var p = prefix.data<float>().ToArray();
+        var e = target.data<float>().ToArray();
+        double sum = 0;
+        for (int i = 0; i < p.Length; i++) sum += (p[i] - e[i]) * (double)(p[i] - e[i]);
+        double expected = 2.5 * sum / (2 * q);
+        Assert.Equal(expected, parts["loss_align"].item<float>(), expected * 1e-5);
+        Assert.Equal(parts["loss"].item<float>() + parts["loss_align"].item<float>(), aligned.Loss(x["pixel_values"], captions, new Random(0)).item<float>(), 5);
+    }
+
+    [Fact]
+    public void ThePromptAlignmentIsForDecoderOnlyModelsAndNotNegative()
+    {
+        using var model = Blip2ForConditionalGeneration.FromPretrained(Fixtures.Dir("tiny-t5"));
+        var objective = new Stage2Objective(model, Tokenizer.FromPretrained(Fixtures.Dir("tiny-t5"))) { PromptAlignment = 1 };
+        var x = Fixtures.Goldens("tiny-t5");
+        var e = Assert.Throws<ArgumentException>(() => objective.Loss(x["pixel_values"], ["a cat"], new Random(0)));
+        Assert.Contains("decoder-only", e.Message);
+        Assert.Throws<ArgumentException>(() => new TrainConfig { PromptAlignment = -1 }.Validate());
+        string json = Path.Combine(Fixtures.TempDir(), "train.json");
+        File.WriteAllText(json, "{\"prompt_alignment\": 0.5}");
+        Assert.Equal(0.5, TrainConfig.Load(json).PromptAlignment);
+    }
+
+    [Fact]
+    public void TheTrainCommandTakesThePromptAlignmentAndLogsItsLoss()
+    {
+        string data = MakeDataset(4), outDir = Path.Combine(Fixtures.TempDir(), "s2");
+        var r = CliRunner.Run("train", "stage2", "--init", Fixtures.Dir("tiny-opt"), "--data", data, "--out", outDir,
+            "--max-steps", "2", "--batch-size", "2", "--prompt-alignment", "0.5");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("loss_align=", r.Stderr);
+        Assert.StartsWith("step,loss,loss_align,lr", File.ReadLines(Path.Combine(outDir, "metrics.csv")).First());
+        Assert.Equal("itc", Cli.Commands.TrainCommand.ShortName("loss_itc"));
+        Assert.Equal("loss", Cli.Commands.TrainCommand.ShortName("loss"));   // stage 2's one loss (once cut to a negative length)
+    }
+
     private static List<double[]> Metrics(string outDir) =>
         File.ReadAllLines(Path.Combine(outDir, "metrics.csv")).Skip(1).Select(l => l.Split(',').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray()).ToList();
 

@@ -38,13 +38,16 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         public string Out { get; init; } = "";
 
         [CommandOption("--config <FILE>")]
-        [Description("JSON with max_steps, batch_size, lr, min_lr, warmup_steps, weight_decay, grad_accumulation, clip_grad_norm, log_every, save_every, eval_every, seed, max_text_tokens.")]
+        [Description("JSON with max_steps, batch_size, lr, min_lr, warmup_steps, weight_decay, grad_accumulation, clip_grad_norm, log_every, save_every, eval_every, seed, max_text_tokens, prompt_alignment.")]
         public string? ConfigFile { get; init; }
 
         [CommandOption("--max-steps <N>")] [Description("Optimizer steps.")] public int? MaxSteps { get; init; }
         [CommandOption("--batch-size <B>")] [Description("Pairs per step (before accumulation).")] public int? BatchSize { get; init; }
         [CommandOption("--lr <X>")] [Description("Peak learning rate.")] public double? Lr { get; init; }
         [CommandOption("--seed <S>")] [Description("Seed for data order, augmentation, negatives and dropout.")] public long? Seed { get; init; }
+        [CommandOption("--prompt-alignment <W>")]
+        [Description("stage2, OPT: weight of the prompt alignment (not in the paper; 0, the default, is the paper's stage 2): pulls the soft prompt toward the word embeddings of the caption, so that the frozen LM reads it as it reads text.")]
+        public double? PromptAlignment { get; init; }
         [CommandOption("--resume")] [Description("Continue from the latest checkpoint in --out.")] public bool Resume { get; init; }
 
         public override ValidationResult Validate() =>
@@ -64,6 +67,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
             BatchSize = s.BatchSize ?? config.BatchSize,
             Lr = s.Lr ?? config.Lr,
             Seed = s.Seed ?? config.Seed,
+            PromptAlignment = s.PromptAlignment ?? config.PromptAlignment,
         };
         var trainer = new Trainer(s.Stage == "stage1" ? TrainStage.Stage1 : TrainStage.Stage2, s.Init, ImageTextData.Load(s.Data), s.Out, config)
         {
@@ -94,7 +98,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
                         last = trainer.Run(s.Resume, p =>
                         {
                             task.Value = p.Step;
-                            task.Description = $"{s.Stage} {string.Join(" ", p.Losses.Select(kv => $"{kv.Key[5..]}={kv.Value:F3}"))} {p.PairsPerSecond:F1}/s";
+                            task.Description = $"{s.Stage} {string.Join(" ", p.Losses.Select(kv => $"{ShortName(kv.Key)}={kv.Value:F3}"))} {p.PairsPerSecond:F1}/s";
                         }, cts.Token);
                     });
             }
@@ -111,4 +115,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
             Console.CancelKeyPress -= onCancel;
         }
     }
+
+    /// <summary>A loss's name in the progress bar: "loss_itc" → "itc"; stage 2's "loss" stays "loss".</summary>
+    public static string ShortName(string loss) => loss.StartsWith("loss_", StringComparison.Ordinal) ? loss[5..] : loss;
 }

@@ -40,7 +40,11 @@ public static class DemoPipeline
         // No augmentation: a flip swaps left and right and a crop moves objects across cells, and captions name both.
         // No prefetch: see TrainConfig.Prefetch.
         public TrainConfig Stage1 { get; init; } = new() { MaxSteps = 2000, BatchSize = 32, Lr = 1e-3, WarmupSteps = 100, SaveEvery = 500, LogEvery = 25, MaxTextTokens = 48, Augment = false, Prefetch = false };
-        public TrainConfig Stage2 { get; init; } = new() { MaxSteps = 2000, BatchSize = 32, Lr = 1e-3, WarmupSteps = 100, SaveEvery = 500, LogEvery = 25, MaxTextTokens = 48, Augment = false, Prefetch = false };
+        // Prompt alignment (not in the paper, see Stage2Objective.PromptAlignment): toward the scene's first caption.
+        public TrainConfig Stage2 { get; init; } = new() { MaxSteps = 2000, BatchSize = 32, Lr = 1e-3, WarmupSteps = 100, SaveEvery = 500, LogEvery = 25, MaxTextTokens = 48, Augment = false, Prefetch = false, PromptAlignment = 5 };
+
+        /// <summary>The language model's options: descriptions placed where the soft prompt of <see cref="Queries"/> queries stands.</summary>
+        public TextPretraining.Options TextWithPrompt => Text with { PromptLength = Queries };
 
         /// <summary>The image encoder's options at this image size: one patch per scene cell.</summary>
         public VisionPretraining.Options VisionAtSize => Vision with { ImageSize = ImageSize, PatchSize = ImageSize / 3 };
@@ -88,7 +92,7 @@ public static class DemoPipeline
         using (var lm = new OptForCausalLM(TextPretraining.Config(o.Text, bpe.Count), ModelOptions.Cpu))
         {
             var curve = new Curve(P("curves/language_model"), "language model", o.Text.Steps, log);
-            var (a, b) = TextPretraining.Train(lm, bpe, TextPretraining.Corpus(o.TextScenes, o.Seed), TextPretraining.Repetitions([.. words], o.TextScenes, o.Seed), o.Text, curve.Add);
+            var (a, b) = TextPretraining.Train(lm, bpe, TextPretraining.Corpus(o.TextScenes, o.Seed), TextPretraining.Repetitions([.. words], o.TextScenes, o.Seed), o.TextWithPrompt, curve.Add);
             curve.Save();
             log?.Invoke($"language model loss {a:F3} → {b:F3}");
             TextPretraining.Save(lm, P("opt"));
@@ -120,7 +124,8 @@ public static class DemoPipeline
         clock.Begin("stage 2 (captions, frozen OPT)");
         if (!Have("init-generation/model.safetensors")) AssembleGeneration(P("init-generation"), P("vit"), P("opt"), optConfig, o);
         log?.Invoke("stage 2: captions only, frozen language model");
-        string s2 = new Trainer(TrainStage.Stage2, P("init-generation"), train, P("stage2"), o.Stage2 with { Seed = o.Seed }) { QFormerFrom = s1, Log = log }.Run(resume: true, StageProgress("stage 2", log));
+        var described = FirstCaptions(train);
+        string s2 = new Trainer(TrainStage.Stage2, P("init-generation"), train, P("stage2"), o.Stage2 with { Seed = o.Seed }) { QFormerFrom = s1, PromptText = described, Log = log }.Run(resume: true, StageProgress("stage 2", log));
         clock.End();
         string model = P("model");
         Export(s2, Path.Combine(model, "generation"));
@@ -137,13 +142,26 @@ public static class DemoPipeline
             // Timed apart: the ablation is not part of building the demo model.
             var ablationWatch = System.Diagnostics.Stopwatch.StartNew();
             log?.Invoke("ablation: stage 2 from a random Q-Former, without stage 1");
-            string a2 = new Trainer(TrainStage.Stage2, P("init-generation"), train, P("stage2-no-stage1"), o.Stage2 with { Seed = o.Seed }) { Log = log }.Run(resume: true, StageProgress("ablation stage 2", log));
+            string a2 = new Trainer(TrainStage.Stage2, P("init-generation"), train, P("stage2-no-stage1"), o.Stage2 with { Seed = o.Seed }) { PromptText = described, Log = log }.Run(resume: true, StageProgress("ablation stage 2", log));
             Export(a2, P("model-no-stage1/generation"));
             ablation = DemoEvaluation.Evaluate(P("model-no-stage1/generation"), null, P("test-data"), log: log);
             log?.Invoke($"ablation took {ablationWatch.Elapsed:mm\\:ss}");
         }
-        string report = DemoReport.Write(workDir, o.Seed, o.TestSeed, metrics, ablation, clock.Timings);
+        string report = DemoReport.Write(workDir, o.Seed, o.TestSeed, metrics, ablation, clock.Timings, o.Stage2.PromptAlignment);
         return new Result(model, metrics, ablation, report, clock.Timings);
+    }
+
+    /// <summary>
+    /// Each caption's scene described in its first phrasing (the first caption of its image, as SceneDataset writes
+    /// them): the text stage 2 aligns the soft prompt with, one per image, since the queries cannot know which
+    /// phrasing a caption will take.
+    /// </summary>
+    public static Func<string, string> FirstCaptions(ImageTextData data)
+    {
+        var first = new Dictionary<string, string>();
+        foreach (var group in data.Pairs.GroupBy(p => p.Image))
+            foreach (var p in group) first[p.Caption] = group.First().Caption;
+        return caption => first.TryGetValue(caption, out var d) ? d : caption;
     }
 
     /// <summary>

@@ -7,7 +7,8 @@ public static class DemoReport
 {
     public const double CaptionBar = 0.90, VqaBar = 0.80, RetrievalBar = 0.80;
 
-    public static string Write(string workDir, long seed, long testSeed, DemoMetrics full, DemoMetrics? ablation, IReadOnlyList<(string Phase, TimeSpan Time)> timings)
+    public static string Write(string workDir, long seed, long testSeed, DemoMetrics full, DemoMetrics? ablation, IReadOnlyList<(string Phase, TimeSpan Time)> timings,
+        double promptAlignment = 0)
     {
         static string P(double? x) => x is { } v ? (100 * v).ToString("0.0", CultureInfo.InvariantCulture) + " %" : "—";
         static string Bar(double? x, double bar) => x is { } v ? (v >= bar ? "meets" : "below") : "";
@@ -19,13 +20,25 @@ public static class DemoReport
             $"Made by `blip2 demo train --seed {seed}` on this machine in {total:mm\\:ss} (all phases below); evaluated on {full.Images} freshly generated, distinct test scenes (seed {testSeed}).",
             "The image encoder and the language model were pre-trained alone (no text for the ViT, no image for OPT) and then frozen; only the Q-Former,",
             "its queries and the projection were trained with images. Stage 2 saw captions only: every image-question pair below is zero-shot.",
+        };
+        if (promptAlignment > 0)
+            md.AddRange(
+            [
+                "",
+                "Not in the paper: the language model read each description where BLIP-2 puts the soft prompt (bos, padding, then the description,",
+                "ending at the last query position), and stage 2 adds a prompt alignment (weight " + promptAlignment.ToString(CultureInfo.InvariantCulture) + "): the squared distance from",
+                "each projected query to the word embedding of the scene's first caption so placed. The frozen LM answers questions about a written",
+                "description; without the alignment it did not answer them about the soft prompt, which stage 2 shapes only to yield captions.",
+            ]);
+        md.AddRange(
+        [
             "",
             "## Results",
             "",
             "| model | caption accuracy | zero-shot VQA | text→image R@1 | image→text R@1 | text→image R@5 | image→text R@5 |",
             "|---|---|---|---|---|---|---|",
-            $"| BLIP-2 (stage 1 + stage 2) | {P(full.CaptionAccuracy)} | {P(full.VqaAccuracy)} | {P(full.RetrievalT2iR1)} | {P(full.RetrievalI2tR1)} | {P(full.RetrievalT2iR5)} | {P(full.RetrievalI2tR5)} |",
-        };
+        ]);
+        md.Add($"| BLIP-2 (stage 1 + stage 2) | {P(full.CaptionAccuracy)} | {P(full.VqaAccuracy)} | {P(full.RetrievalT2iR1)} | {P(full.RetrievalI2tR1)} | {P(full.RetrievalT2iR5)} | {P(full.RetrievalI2tR5)} |");
         if (ablation is not null)
             md.Add($"| ablation: stage 2 without stage 1 | {P(ablation.CaptionAccuracy)} | {P(ablation.VqaAccuracy)} | — | — | — | — |");
         md.AddRange(
@@ -56,7 +69,7 @@ public static class DemoReport
             "![language model](curves/language_model.png)",
             "![image encoder](curves/image_encoder.png)",
             "",
-            "Stage 1 (ITC, ITM, ITG, label smoothing 0.1) and stage 2 (language-modelling loss on the caption):",
+            "Stage 1 (ITC, ITM, ITG, label smoothing 0.1) and stage 2 (language-modelling loss on the caption" + (promptAlignment > 0 ? ", prompt alignment" : "") + "):",
             "",
             "![stage 1](stage1/metrics.png)",
             "![stage 2](stage2/metrics.png)",

@@ -30,6 +30,9 @@ public sealed record TrainConfig
     /// <summary>Stage 1: frozen vision layers skipped at the end (the paper drops EVA-CLIP's last one; the official
     /// BLIP-2 weights already have it removed, so 0 for them).</summary>
     [JsonPropertyName("drop_last_vision_layers")] public int DropLastVisionLayers { get; init; }
+    /// <summary>Stage 2, decoder-only LMs: weight of the prompt alignment (see Stage2Objective.PromptAlignment); 0, as
+    /// in the paper, by default.</summary>
+    [JsonPropertyName("prompt_alignment")] public double PromptAlignment { get; init; }
 
     public static TrainConfig Load(string path) =>
         ConfigJson.Bind<TrainConfig>(ConfigJson.ReadObject(path), path, new ConfigWarnings());
@@ -44,5 +47,6 @@ public sealed record TrainConfig
         Check(GradAccumulation >= 1, "grad_accumulation must be at least 1.");
         Check(LogEvery >= 1 && SaveEvery >= 1, "log_every and save_every must be at least 1.");
         Check(MaxTextTokens >= 4, "max_text_tokens must be at least 4.");
+        Check(PromptAlignment >= 0, "prompt_alignment must be 0 or more.");
     }
 }

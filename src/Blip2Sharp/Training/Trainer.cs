@@ -36,6 +36,8 @@ public sealed class Trainer
     public string? QFormerFrom { get; init; }
     /// <summary>Stage 1: initialise the Q-Former from this BERT checkpoint folder (cross-attention and queries random).</summary>
     public string? BertFrom { get; init; }
+    /// <summary>Stage 2 with prompt_alignment: the text each caption's soft prompt is aligned with (default: the caption).</summary>
+    public Func<string, string>? PromptText { get; init; }
     public Action<string>? Log { get; init; }
 
     public Trainer(TrainStage stage, string initDir, ImageTextData data, string outDir, TrainConfig config)
@@ -335,17 +337,17 @@ public sealed class Trainer
                 t.Log?.Invoke($"took {copied} Q-Former tensors from {q} (the text-path weights of stage 1 are not used in stage 2).");
             }
             var tokenizer = Tokenizer.FromPretrained(t.InitDir, warnings);
-            _objective = new Stage2Objective(model, tokenizer) { MaxTextTokens = t.Config.MaxTextTokens };
+            _objective = new Stage2Objective(model, tokenizer) { MaxTextTokens = t.Config.MaxTextTokens, PromptAlignment = t.Config.PromptAlignment, PromptText = t.PromptText };
             ImageProcessor = BlipImageProcessor.ForCheckpoint(t.InitDir, model.Config, warnings);
         }
 
-        public IReadOnlyList<string> LossNames => ["loss"];
+        public IReadOnlyList<string> LossNames => _objective.Names;
         public IEnumerable<(string, TorchSharp.Modules.Parameter)> Trainable => _objective.Model.named_parameters().Where(p => p.parameter.requires_grad);
         public BlipImageProcessor ImageProcessor { get; }
         public void TrainMode() => _objective.TrainMode();
 
         public Dictionary<string, Tensor> Losses(Tensor pixels, IReadOnlyList<string> captions, long globalBatch) =>
-            new() { ["loss"] = _objective.Loss(pixels, captions, new Random(Seeds.Mix(_t.Config.Seed, globalBatch))) };
+            _objective.Losses(pixels, captions, new Random(Seeds.Mix(_t.Config.Seed, globalBatch)));
 
         public void Save(string dir) =>
             SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), _objective.Model);
