@@ -186,6 +186,11 @@ public class TrainingTests
         var x = Fixtures.Goldens("tiny-t5");
         var e = Assert.Throws<ArgumentException>(() => objective.Loss(x["pixel_values"], ["a cat"], new Random(0)));
         Assert.Contains("decoder-only", e.Message);
+        // The trainer refuses before its first step: no metrics file.
+        string outDir = Path.Combine(Fixtures.TempDir(), "t5");
+        var trainer = new Trainer(TrainStage.Stage2, Fixtures.Dir("tiny-t5"), ImageTextData.Load(MakeDataset(4)), outDir, new TrainConfig { MaxSteps = 2, BatchSize = 2, PromptAlignment = 1 });
+        Assert.Contains("decoder-only", Assert.Throws<ArgumentException>(() => trainer.Run(resume: false)).Message);
+        Assert.False(File.Exists(Path.Combine(outDir, "metrics.csv")));
         Assert.Throws<ArgumentException>(() => new TrainConfig { PromptAlignment = -1 }.Validate());
         string json = Path.Combine(Fixtures.TempDir(), "train.json");
         File.WriteAllText(json, "{\"prompt_alignment\": 0.5}");

@@ -50,6 +50,13 @@ public sealed class Stage2Objective
     private (Tensor Ids, Tensor Mask) Encode(IReadOnlyList<string> texts) =>
         Tokenizer.PadRight([.. texts.Select(t => Tokenizer.EncodeTruncated(t, MaxTextTokens))]);
 
+    /// <summary>Throws when a prompt alignment is asked of an encoder-decoder LM, for which it is not defined.</summary>
+    public static void CheckAlignment(Blip2ForConditionalGeneration model, double weight)
+    {
+        if (weight > 0 && model.Opt is null)
+            throw new ArgumentException("prompt_alignment applies to decoder-only language models (OPT), not to Flan-T5; leave it at 0 for this checkpoint.");
+    }
+
     /// <summary>The losses' names: "loss" (the language-modelling loss) and, with <see cref="PromptAlignment"/>, "loss_align" (weighted).</summary>
     public IReadOnlyList<string> Names => PromptAlignment > 0 ? ["loss", "loss_align"] : ["loss"];
 
@@ -78,7 +85,7 @@ public sealed class Stage2Objective
                 result["loss_align"] = (Alignment(o.LanguageProjection!, captions) * PromptAlignment).MoveToOuterDisposeScope();
             return result;
         }
-        if (PromptAlignment > 0) throw new ArgumentException("prompt_alignment applies to decoder-only language models (OPT), not to Flan-T5.");
+        CheckAlignment(Model, PromptAlignment);
         var prefixes = new List<string>();
         var suffixes = new List<string>();
         foreach (var c in captions)

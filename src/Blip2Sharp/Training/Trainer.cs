@@ -321,6 +321,15 @@ public sealed class Trainer
         {
             _t = t;
             var model = Blip2ForConditionalGeneration.FromPretrained(dir, warnings: warnings);
+            try
+            {
+                Stage2Objective.CheckAlignment(model, t.Config.PromptAlignment);   // before any step or metrics file
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
             if (!resuming && t.QFormerFrom is { } q)
             {
                 using var reader = CheckpointReader.Open(q);
