@@ -1,3 +1,4 @@
+using Blip2Sharp.Configuration;
 using Blip2Sharp.Modeling;
 using Blip2Sharp.Modeling.Layers;
 using Blip2Sharp.Processing.Tokenizers;
@@ -51,9 +52,9 @@ public sealed class Stage2Objective
         Tokenizer.PadRight([.. texts.Select(t => Tokenizer.EncodeTruncated(t, MaxTextTokens))]);
 
     /// <summary>Throws when a prompt alignment is asked of an encoder-decoder LM, for which it is not defined.</summary>
-    public static void CheckAlignment(Blip2ForConditionalGeneration model, double weight)
+    public static void CheckAlignment(Blip2Config config, double weight)
     {
-        if (weight > 0 && model.Opt is null)
+        if (weight > 0 && config.TextConfig is not OptConfig)
             throw new ArgumentException("prompt_alignment applies to decoder-only language models (OPT), not to Flan-T5; leave it at 0 for this checkpoint.");
     }
 
@@ -85,7 +86,7 @@ public sealed class Stage2Objective
                 result["loss_align"] = (Alignment(o.LanguageProjection!, captions) * PromptAlignment).MoveToOuterDisposeScope();
             return result;
         }
-        CheckAlignment(Model, PromptAlignment);
+        CheckAlignment(Model.Config, PromptAlignment);
         var prefixes = new List<string>();
         var suffixes = new List<string>();
         foreach (var c in captions)

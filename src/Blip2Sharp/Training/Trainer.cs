@@ -320,16 +320,9 @@ public sealed class Trainer
         public Stage2Session(Trainer t, string dir, bool resuming, ConfigWarnings warnings)
         {
             _t = t;
+            // Refused from config.json, before the weights load and before any step or metrics file.
+            if (t.Config.PromptAlignment > 0) Stage2Objective.CheckAlignment(Blip2Config.Load(dir, warnings), t.Config.PromptAlignment);
             var model = Blip2ForConditionalGeneration.FromPretrained(dir, warnings: warnings);
-            try
-            {
-                Stage2Objective.CheckAlignment(model, t.Config.PromptAlignment);   // before any step or metrics file
-            }
-            catch
-            {
-                model.Dispose();
-                throw;
-            }
             if (!resuming && t.QFormerFrom is { } q)
             {
                 using var reader = CheckpointReader.Open(q);
