@@ -130,5 +130,10 @@ public class DemoPipelineTests
         Assert.True(DemoEvaluation.AnswerCorrect(" Red.", "red"));
         Assert.False(DemoEvaluation.AnswerCorrect("blue", "red"));
         Assert.True(DemoEvaluation.AnswerCorrect("red circle", "red circle"));
+        // Exact after normalisation: an answer that merely starts with the expected words does not count.
+        Assert.False(DemoEvaluation.AnswerCorrect("red circle", "red"));
+        Assert.False(DemoEvaluation.AnswerCorrect("two objects", "two"));
+        Assert.True(DemoEvaluation.AnswerCorrect("2", "two"));
+        Assert.True(DemoEvaluation.AnswerCorrect("the red one", "red 1"));
     }
 }

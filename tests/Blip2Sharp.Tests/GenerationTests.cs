@@ -56,7 +56,7 @@ public class GenerationTests
     }
 
     /// <summary>The generate() arguments a golden call recorded (max_new_tokens 12 where it gave none).</summary>
-    private static GenerationOptions OptionsOf(System.Text.Json.Nodes.JsonObject manifest, string call)
+    internal static GenerationOptions OptionsOf(System.Text.Json.Nodes.JsonObject manifest, string call)
     {
         var kw = manifest["calls"]!.AsArray().First(c => (string)c!["name"]! == call)!["kwargs"];
         return new GenerationOptions
@@ -68,17 +68,6 @@ public class GenerationTests
             NoRepeatNgramSize = kw?["no_repeat_ngram_size"] is { } ng ? (int)ng : 0,
             EosTokenId = kw?["eos_token_id"] is { } e ? [(int)e] : null,
         };
-    }
-
-    /// <summary>A golden call's row run alone, without the padding the batch needed.</summary>
-    internal static IReadOnlyList<int> RunSingleUnpadded(string fixture, string call, int row)
-    {
-        var x = Fixtures.Goldens(fixture);
-        var manifest = Fixtures.Manifest(fixture);
-        var o = OptionsOf(manifest, call);
-        var keep = x["gen_attention_mask"][row].nonzero().squeeze(1);
-        var gen = new Blip2Generator(Model(fixture));
-        return gen.Generate(x["pixel_values"][row..(row + 1)], x["gen_input_ids"][row].index_select(0, keep).unsqueeze(0), null, o)[0][0].Tokens;
     }
 
     [Theory]

@@ -11,9 +11,9 @@ public class SceneTests
     public void ScenesAreDeterministicForASeed()
     {
         string a = Fixtures.TempDir(), b = Fixtures.TempDir(), c = Fixtures.TempDir();
-        SceneDataset.Write(a, 7, 5, 2, 3);
-        SceneDataset.Write(b, 7, 5, 2, 3);
-        SceneDataset.Write(c, 8, 5, 2, 3);
+        SceneDataset.Write(a, 7, new(5, 2, 3));
+        SceneDataset.Write(b, 7, new(5, 2, 3));
+        SceneDataset.Write(c, 8, new(5, 2, 3));
         foreach (var f in new[] { "train.jsonl", "test_qa.jsonl", "val_scenes.jsonl", "images/test/000002.png" })
             Assert.Equal(File.ReadAllBytes(Path.Combine(a, f)), File.ReadAllBytes(Path.Combine(b, f)));
         Assert.NotEqual(File.ReadAllText(Path.Combine(a, "train.jsonl")), File.ReadAllText(Path.Combine(c, "train.jsonl")));
@@ -24,10 +24,69 @@ public class SceneTests
     public void TestScenesAreDistinctSoEveryCaptionHasOneRightImage()
     {
         string dir = Fixtures.TempDir();
-        SceneDataset.Write(dir, 5, 0, 0, 400, imageSize: 24);
+        SceneDataset.Write(dir, 5, new(Test: 400), imageSize: 24);
         var captions = File.ReadLines(Path.Combine(dir, "test.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.Equal(1200, captions.Count);
         Assert.Equal(captions.Count, captions.Select(c => (string)c["caption"]!).Distinct().Count());
+    }
+
+    [Fact]
+    public void TheKeyIsBackgroundThenTheObjectsSortedAsStrings()
+    {
+        // Written out by hand from the issue's format: background|size colour shape column|..., objects sorted as strings.
+        var scene = new Scene("light blue", [
+            new SceneObject(Shape.Square, "red", false, 2, 0), new SceneObject(Shape.Circle, "blue", true, 0, 2),
+            new SceneObject(Shape.Triangle, "yellow", true, 1, 1)]);
+        Assert.Equal("light blue|large blue circle 0|large yellow triangle 1|small red square 2", scene.Key);
+        // The row does not enter the key: no caption says it.
+        Assert.Equal(scene.Key, (scene with { Objects = [.. scene.Objects.Select(o => o with { Row = 0 })] }).Key);
+    }
+
+    [Fact]
+    public void NoTestOrValidationSceneSharesAKeyWithATrainingScene()
+    {
+        string dir = Fixtures.TempDir();
+        SceneDataset.Write(dir, 3, new(Train: 5000, Val: 100, Test: 300, Holdout: 50), imageSize: 12);
+        // Keys computed here from the scenes' JSON (not through Scene.Key): background, then sorted object strings.
+        static string Key(JsonNode s) => s["background"]!.GetValue<string>() + "|" + string.Join("|", s["objects"]!.AsArray()
+            .Select(o => $"{o!["size"]} {o["color"]} {o["shape"]} {o["column"]}").Order(StringComparer.Ordinal));
+        List<string> Keys(string split) =>
+            [.. File.ReadLines(Path.Combine(dir, $"{split}_scenes.jsonl")).Select(l => Key(JsonNode.Parse(l)!))];
+        var train = Keys("train").ToHashSet();
+        Assert.Equal(train.Order(StringComparer.Ordinal), File.ReadLines(Path.Combine(dir, "train_keys.txt")));
+        foreach (var split in new[] { "val", "test", "holdout" })
+        {
+            var keys = Keys(split);
+            Assert.DoesNotContain(keys, train.Contains);
+            Assert.Equal(keys.Count, keys.Distinct().Count());
+        }
+        // 5,000 training scenes (the demo's) draw nearly every one-object key (408 of them): the rule is not idle here.
+        int single = Keys("test").Count(k => k.Count(c => c == '|') == 1);
+        Assert.True(single < 15, $"{single} one-object test scenes");
+        // The held-out pair: in every holdout scene, in no other split.
+        static bool HeldOut(string key) => key.Contains(" purple triangle ");
+        Assert.All(Keys("holdout"), k => Assert.True(HeldOut(k), k));
+        Assert.DoesNotContain(Keys("train").Concat(Keys("val")).Concat(Keys("test")), HeldOut);
+        // Keys given from outside (a model's train_keys.txt) are avoided too.
+        string other = Fixtures.TempDir();
+        var excluded = Keys("test").Take(150).ToHashSet();
+        SceneDataset.Write(other, 3, new(Test: 300), imageSize: 12, excludedKeys: excluded);
+        Assert.DoesNotContain(File.ReadLines(Path.Combine(other, "test_scenes.jsonl")).Select(l => Key(JsonNode.Parse(l)!)),
+            excluded.Contains);
+    }
+
+    [Fact]
+    public void NoRandomSceneHoldsTheHeldOutPair()
+    {
+        var rng = new Random(9);
+        for (int k = 0; k < 3000; k++)
+            Assert.DoesNotContain(Scene.Random(rng).Objects, o => o.Color == "purple" && o.Shape == Shape.Triangle);
+        for (int k = 0; k < 300; k++)
+        {
+            var s = Scene.RandomHeldOut(rng);
+            Assert.Single(s.Objects, o => o.Color == "purple" && o.Shape == Shape.Triangle);
+            Assert.Equal(s.Objects.Count, s.Objects.Select(o => o.Column).Distinct().Count());
+        }
     }
 
     [Fact]
@@ -99,7 +158,7 @@ public class SceneTests
                 .Select(f => Path.GetRelativePath(dir, f) + ":" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f))))];
         }
         var first = Write(5);
-        Assert.Equal(3 + 2 + 3 + 9, first.Length);                              // images and the 9 JSONL files
+        Assert.Equal(3 + 2 + 3 + 9 + 1, first.Length);                          // images, 9 JSONL files, train_keys.txt
         Assert.Equal(first, Write(5));
         Assert.NotEqual(first.Where(f => f.StartsWith("train.jsonl")), Write(6).Where(f => f.StartsWith("train.jsonl")));
     }

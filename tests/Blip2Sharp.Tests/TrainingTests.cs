@@ -122,23 +122,19 @@ public class TrainingTests
     }
 
     [Fact]
-    public void Stage2LossIsTheReferenceForwardLoss()
+    public void Stage2LossIsTheReferenceLegacyPathLoss()
     {
-        // The objective's loss is the model's own loss with labels (verified against the golden loss and
-        // loss_legacy in ConditionalGenerationForwardTests) on the caption with "\n" appended, padding masked.
-        using var model = Blip2ForConditionalGeneration.FromPretrained(Fixtures.Dir("tiny-opt"));
-        var tokenizer = Tokenizer.FromPretrained(Fixtures.Dir("tiny-opt"));
-        var objective = new Stage2Objective(model, tokenizer);
+        // The fixture's loss_hf_legacy_path: transformers' Blip2ForConditionalGeneration (no image tokens) on LAVIS's
+        // text (caption + "\n", BOS, right padding, truncation at 32 that cuts the long caption's "\n"), pads -100.
+        string dir = Fixtures.Dir("train-stage2-opt");
+        using var model = Blip2ForConditionalGeneration.FromPretrained(dir);
+        var objective = new Stage2Objective(model, Tokenizer.FromPretrained(dir));
         model.eval();
-        var x = Fixtures.Goldens("tiny-opt");
-        string[] captions = ["a photo of a cat", "two dogs"];
+        var x = Fixtures.Goldens("train-stage2-opt");
+        var texts = Fixtures.Manifest("train-stage2-opt")["texts"]!.AsArray().Select(t => t!.GetValue<string>()).ToList();
         using var noGrad = no_grad();
-        var loss = objective.Loss(x["pixel_values"], captions, new Random(0)).item<float>();
-        var (ids, mask) = tokenizer.EncodeBatch([.. captions.Select(c => c + "\n")], padLeft: false);
-        var idsT = tensor(ids.SelectMany(r => r).ToArray()).reshape(2, -1);
-        var maskT = tensor(mask.SelectMany(r => r).ToArray()).reshape(2, -1);
-        using var o = model.Forward(x["pixel_values"], idsT, maskT, idsT.masked_fill(maskT.eq(0), -100), useImageTokens: false);
-        Assert.Equal(o.Loss!.item<float>(), loss, 6);
+        float loss = objective.Loss(x["pixel_values"], texts, new Random(0)).item<float>();
+        Assert.Equal(x["loss_hf_legacy_path"].item<float>(), loss, 1e-5f);
         Assert.All(model.VisionModel.parameters(), p => Assert.False(p.requires_grad));
         Assert.All(model.Opt!.parameters(), p => Assert.False(p.requires_grad));
         Assert.True(model.QueryTokens.requires_grad && model.LanguageProjectionLayer.Weight.requires_grad);

@@ -19,12 +19,16 @@ public sealed class DemoDataCommand : Command<DemoDataCommand.Settings>
 
         [CommandOption("--train <N>")] [Description("Training scenes.")] public int Train { get; init; } = 5000;
         [CommandOption("--val <N>")] [Description("Validation scenes.")] public int Val { get; init; } = 500;
-        [CommandOption("--test <N>")] [Description("Test scenes.")] public int Test { get; init; } = 1000;
+        [CommandOption("--test <N>")] [Description("Test scenes (no two, and none with a training scene, share a caption-level key).")] public int Test { get; init; } = 1000;
+        [CommandOption("--holdout <N>")]
+        [Description("Scenes that hold the colour-shape pair no other split holds (purple triangle).")]
+        public int Holdout { get; init; } = 0;
+
         [CommandOption("--image-size <PX>")] [Description("Rendered image size.")] public int ImageSize { get; init; } = 96;
 
         public override ValidationResult Validate() =>
             string.IsNullOrWhiteSpace(Out) ? ValidationResult.Error("--out DIR is required.")
-            : Train < 0 || Val < 0 || Test < 0 ? ValidationResult.Error("scene counts must be 0 or more.")
+            : Train < 0 || Val < 0 || Test < 0 || Holdout < 0 ? ValidationResult.Error("scene counts must be 0 or more.")
             : ImageSize is < 16 or > 1024 ? ValidationResult.Error("--image-size must be between 16 and 1024.")
             : ValidationResult.Success();
     }
@@ -32,8 +36,9 @@ public sealed class DemoDataCommand : Command<DemoDataCommand.Settings>
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         IReadOnlyDictionary<string, int>? counts = null;
-        ResultPrinter.WithProgress(s.Train + s.Val + s.Test, "rendering scenes", tick =>
-            counts = SceneDataset.Write(s.Out, s.Seed, s.Train, s.Val, s.Test, s.ImageSize, (_, _) => tick()));
+        ResultPrinter.WithProgress(s.Train + s.Val + s.Test + s.Holdout, "rendering scenes", tick =>
+            counts = SceneDataset.Write(s.Out, s.Seed, new(s.Train, s.Val, s.Test, s.Holdout), s.ImageSize,
+                progress: (_, _) => tick()));
         Blip2Cli.Out($"{s.Out}: {string.Join(", ", counts!.Select(kv => $"{kv.Value} {kv.Key}"))} scenes; captions in train.jsonl, questions in *_qa.jsonl");
         return 0;
     }

@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Blip2Sharp.Demo;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -22,33 +23,57 @@ public sealed class DemoEvalCommand : Command<DemoEvalCommand.Settings>
         [Description("Test scenes (default 1000, all distinct).")]
         public int Scenes { get; init; } = 1000;
 
+        [CommandOption("--holdout-scenes <N>")]
+        [Description("Test scenes that hold the colour-shape pair no training scene holds (purple triangle), scored apart " +
+            "(default 300; 0: none).")]
+        public int HoldoutScenes { get; init; } = 300;
+
+        [CommandOption("--predictions <FILE>")]
+        [Description("Write every scored prediction to FILE.jsonl, one JSON object a line: image, scene (background and " +
+            "objects), question (absent for captions), expected, predicted, correct; held-out scenes have \"split\": \"holdout\".")]
+        public string? Predictions { get; init; }
+
         [CommandOption("--json")]
         [Description("Print caption_accuracy, vqa_accuracy, retrieval_t2i_r1, retrieval_i2t_r1 (fractions 0–1) and more as JSON.")]
         public bool Json { get; init; }
 
         public override ValidationResult Validate() =>
-            Scenes is < 2 or > 20000 ? ValidationResult.Error("--scenes must be between 2 and 20000.") : ValidationResult.Success();
+            Scenes is < 2 or > 20000 ? ValidationResult.Error("--scenes must be between 2 and 20000.")
+            : HoldoutScenes is < 0 or 1 or > 5000 ? ValidationResult.Error("--holdout-scenes must be 0 or between 2 and 5000.")
+            : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         var (generation, retrieval) = DemoShowcase.Folders(s.Model);
+        var trained = DemoShowcase.TrainKeys(generation);
         string data = Path.Combine(Path.GetTempPath(), $"blip2-demo-eval-{s.Seed}-{Guid.NewGuid():N}");
         int size = DemoShowcase.SceneSize(generation);                          // render as the model was trained
         try
         {
-            ResultPrinter.WithProgress(s.Scenes, "rendering test scenes", tick => SceneDataset.Write(data, s.Seed, 0, 0, s.Scenes, size, (_, _) => tick()));
-            var m = DemoEvaluation.Evaluate(generation, retrieval, data, log: s.Json ? null : x => Console.Error.WriteLine($"blip2: {x}…"));
+            ResultPrinter.WithProgress(s.Scenes + s.HoldoutScenes, "rendering test scenes", tick =>
+                SceneDataset.Write(data, s.Seed, new(Test: s.Scenes, Holdout: s.HoldoutScenes), size, trained, (_, _) => tick()));
+            Action<string>? log = s.Json ? null : x => Console.Error.WriteLine($"blip2: {x}…");
+            var m = DemoEvaluation.Evaluate(generation, retrieval, data, log: log);
+            var h = s.HoldoutScenes > 0 ? DemoEvaluation.Evaluate(generation, retrieval, data, split: "holdout", log: log) : null;
+            if (s.Predictions is { } file) WritePredictions(file, m, h);
             if (s.Json)
             {
-                Blip2Cli.Out(JsonSerializer.Serialize(new Dictionary<string, object?>
-                {
-                    ["caption_accuracy"] = m.CaptionAccuracy, ["vqa_accuracy"] = m.VqaAccuracy, ["retrieval_t2i_r1"] = m.RetrievalT2iR1, ["retrieval_i2t_r1"] = m.RetrievalI2tR1,
-                    ["retrieval_t2i_r5"] = m.RetrievalT2iR5, ["retrieval_i2t_r5"] = m.RetrievalI2tR5, ["vqa_by_kind"] = m.VqaByKind, ["test_images"] = m.Images, ["image_size"] = size, ["seed"] = s.Seed,
-                }, new JsonSerializerOptions { WriteIndented = true }));
+                var json = Json(m);
+                json["image_size"] = size;
+                json["seed"] = s.Seed;
+                json["excluded_training_keys"] = trained.Count;
+                if (h is not null) json["holdout"] = Json(h);
+                Blip2Cli.Out(json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
             }
             Print(m, null);
+            if (h is not null)
+            {
+                Blip2Cli.Out($"held-out pair ({h.Images} scenes with a {Scene.HeldOut.Color} " +
+                    $"{Scene.HeldOut.Shape.ToString().ToLowerInvariant()}, a pair no training scene holds):");
+                Print(h, null);
+            }
             foreach (var x in m.Samples.Take(5)) Blip2Cli.Out($"{Path.GetFileName(x.Image)}: {x.Caption}");
             return 0;
         }
@@ -56,6 +81,30 @@ public sealed class DemoEvalCommand : Command<DemoEvalCommand.Settings>
         {
             if (Directory.Exists(data)) Directory.Delete(data, true);
         }
+    }
+
+    private static JsonObject Json(DemoMetrics m) => new()
+    {
+        ["caption_accuracy"] = m.CaptionAccuracy, ["vqa_accuracy"] = m.VqaAccuracy,
+        ["retrieval_t2i_r1"] = m.RetrievalT2iR1, ["retrieval_i2t_r1"] = m.RetrievalI2tR1,
+        ["retrieval_t2i_r5"] = m.RetrievalT2iR5, ["retrieval_i2t_r5"] = m.RetrievalI2tR5,
+        ["vqa_by_kind"] = new JsonObject([.. m.VqaByKind.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))]),
+        ["test_images"] = m.Images,
+    };
+
+    private static void WritePredictions(string file, DemoMetrics test, DemoMetrics? holdout)
+    {
+        var lines = test.Predictions.Select(p => p.ToJson().ToJsonString()).ToList();
+        if (holdout is not null)
+            lines.AddRange(holdout.Predictions.Select(p =>
+            {
+                var o = p.ToJson();
+                o["split"] = "holdout";
+                return o.ToJsonString();
+            }));
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(file));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        File.WriteAllLines(file, lines);
     }
 
     /// <summary>The metrics as a table, with the ablation's column when there is one.</summary>

@@ -28,9 +28,20 @@ public class GenerationSettings : CommandSettings
     [Description("Beam scores are divided by length^X (negative favours short texts).")]
     public double? LengthPenalty { get; init; }
 
-    [CommandOption("--early-stopping")]
-    [Description("Beam search stops as soon as num_beams hypotheses are finished.")]
-    public bool EarlyStopping { get; init; }
+    [CommandOption("--early-stopping [WHEN]")]
+    [Description("When beam search ends: true (alone: as soon as num_beams hypotheses are finished), false (default: " +
+        "when no running beam can beat them at its current length) or never (when none can at the longest length).")]
+    public FlagValue<string>? EarlyStopping { get; init; }
+
+    /// <summary>--early-stopping's value: absent, alone (true), true, false or never.</summary>
+    private EarlyStopping? EarlyStoppingValue => EarlyStopping is not { IsSet: true } flag ? null
+        : (flag.Value ?? "true").ToLowerInvariant() switch
+        {
+            "true" => Generation.EarlyStopping.WhenFull,
+            "false" => Generation.EarlyStopping.Heuristic,
+            "never" => Generation.EarlyStopping.Never,
+            var other => throw new ArgumentException($"--early-stopping takes true, false or never (got '{other}')."),
+        };
 
     [CommandOption("--repetition-penalty <X>")]
     [Description("Penalise tokens already generated (1 = off).")]
@@ -87,7 +98,7 @@ public class GenerationSettings : CommandSettings
             MinNewTokens = MinNewTokens ?? d.MinNewTokens,
             NumBeams = NumBeams ?? d.NumBeams,
             LengthPenalty = LengthPenalty ?? d.LengthPenalty,
-            EarlyStopping = EarlyStopping || d.EarlyStopping,
+            EarlyStopping = EarlyStoppingValue ?? d.EarlyStopping,
             RepetitionPenalty = RepetitionPenalty ?? d.RepetitionPenalty,
             NoRepeatNgramSize = NoRepeatNgramSize ?? d.NoRepeatNgramSize,
             NumReturnSequences = NumReturnSequences ?? d.NumReturnSequences,

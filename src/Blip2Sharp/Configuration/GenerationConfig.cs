@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Blip2Sharp.Configuration;
@@ -21,7 +22,8 @@ public sealed record GenerationConfig
     [JsonPropertyName("repetition_penalty")] public double? RepetitionPenalty { get; init; }
     [JsonPropertyName("length_penalty")] public double? LengthPenalty { get; init; }
     [JsonPropertyName("no_repeat_ngram_size")] public int? NoRepeatNgramSize { get; init; }
-    [JsonPropertyName("early_stopping")] public bool? EarlyStopping { get; init; }
+    [JsonPropertyName("early_stopping"), JsonConverter(typeof(EarlyStoppingConverter))]
+    public Generation.EarlyStopping? EarlyStopping { get; init; }
     [JsonPropertyName("num_return_sequences")] public int? NumReturnSequences { get; init; }
     [JsonPropertyName("use_cache")] public bool? UseCache { get; init; }
     [JsonPropertyName("_from_model_config")] public bool? FromModelConfig { get; init; }
@@ -29,4 +31,28 @@ public sealed record GenerationConfig
 
     public static GenerationConfig Load(string file, ConfigWarnings warnings) =>
         ConfigJson.Bind<GenerationConfig>(ConfigJson.ReadObject(file), file, warnings);
+}
+
+/// <summary>early_stopping as transformers writes it: true, false or "never".</summary>
+public sealed class EarlyStoppingConverter : JsonConverter<Generation.EarlyStopping?>
+{
+    public override Generation.EarlyStopping? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        reader.TokenType switch
+        {
+            JsonTokenType.Null => null,
+            JsonTokenType.True => Generation.EarlyStopping.WhenFull,
+            JsonTokenType.False => Generation.EarlyStopping.Heuristic,
+            JsonTokenType.String when reader.GetString() == "never" => Generation.EarlyStopping.Never,
+            _ => throw new JsonException("expected true, false or \"never\""),
+        };
+
+    public override void Write(Utf8JsonWriter writer, Generation.EarlyStopping? value, JsonSerializerOptions options)
+    {
+        switch (value)
+        {
+            case null: writer.WriteNullValue(); break;
+            case Generation.EarlyStopping.Never: writer.WriteStringValue("never"); break;
+            default: writer.WriteBooleanValue(value == Generation.EarlyStopping.WhenFull); break;
+        }
+    }
 }

@@ -23,6 +23,8 @@ public static class DemoPipeline
         public int TrainScenes { get; init; } = 5000;
         public int ValScenes { get; init; } = 200;
         public int TestScenes { get; init; } = 1000;
+        /// <summary>Test scenes holding the held-out colour-shape pair (<see cref="Scene.HeldOut"/>), reported apart.</summary>
+        public int HoldoutScenes { get; init; } = 300;
         /// <summary>Scenes described in the language model's text corpus (text is cheap: many more than the images).</summary>
         public int TextScenes { get; init; } = 50000;
         public int ImageSize { get; init; } = 96;
@@ -53,7 +55,8 @@ public static class DemoPipeline
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
     /// <summary>What a run produced: the exported demo model (generation/ and retrieval/), the metrics and the report.</summary>
-    public sealed record Result(string ModelDir, DemoMetrics? Metrics, DemoMetrics? Ablation, string? Report, IReadOnlyList<(string Phase, TimeSpan Time)> Timings);
+    public sealed record Result(string ModelDir, DemoMetrics? Metrics, DemoMetrics? Holdout, DemoMetrics? Ablation,
+        string? Report, IReadOnlyList<(string Phase, TimeSpan Time)> Timings);
 
     /// <summary>Runs every step into workDir, exports the model to workDir/model, and (by default) evaluates it and writes report.md.</summary>
     public static Result Run(string workDir, Options o, Action<string>? log = null)
@@ -72,12 +75,18 @@ public static class DemoPipeline
         bool Have(string file) => File.Exists(P(file));
         clock.Begin("scenes and tokenizers");
         log?.Invoke("rendering scenes");
-        if (!Have("data/train_scenes.jsonl") || !Have("data/test_scenes.jsonl")) SceneDataset.Write(P("data"), o.Seed, o.TrainScenes, o.ValScenes, o.TestScenes, o.ImageSize);
-        // The test split is made again when the run asks for another size than the one on disk.
-        if (o.Evaluate && (!Have("test-data/test_scenes.jsonl") || File.ReadLines(P("test-data/test_scenes.jsonl")).Count() != o.TestScenes))
+        if (!Have("data/train_scenes.jsonl"))
+            SceneDataset.Write(P("data"), o.Seed, new(o.TrainScenes, o.ValScenes, o.TestScenes), o.ImageSize);
+        if (!Have("data/" + SceneDataset.TrainKeysFile))                    // a work folder of an earlier version
+            File.WriteAllLines(P("data/" + SceneDataset.TrainKeysFile),
+                SceneDataset.Keys(P("data/train_scenes.jsonl")).Distinct().Order(StringComparer.Ordinal));
+        var trainKeys = SceneDataset.ReadKeys(P("data/" + SceneDataset.TrainKeysFile));
+        // The test splits (seen combinations, and the held-out pair) are made anew at every run: a few seconds.
+        if (o.Evaluate)
         {
             if (Directory.Exists(P("test-data"))) Directory.Delete(P("test-data"), recursive: true);
-            SceneDataset.Write(P("test-data"), o.TestSeed, 0, 0, o.TestScenes, o.ImageSize);
+            SceneDataset.Write(P("test-data"), o.TestSeed, new(Test: o.TestScenes, Holdout: o.HoldoutScenes), o.ImageSize,
+                trainKeys);
         }
 
         var words = SceneVocabulary.Words(seed: o.Seed);
@@ -130,12 +139,16 @@ public static class DemoPipeline
         string model = P("model");
         Export(s2, Path.Combine(model, "generation"));
         Export(s1, Path.Combine(model, "retrieval"));
-        if (!o.Evaluate) return new Result(model, null, null, null, clock.Timings);
+        File.Copy(P("data/" + SceneDataset.TrainKeysFile), Path.Combine(model, SceneDataset.TrainKeysFile), true);
+        if (!o.Evaluate) return new Result(model, null, null, null, null, clock.Timings);
 
         clock.Begin("evaluation", redone: true);
         log?.Invoke("evaluating on the test split");
         var metrics = DemoEvaluation.Evaluate(Path.Combine(model, "generation"), Path.Combine(model, "retrieval"), P("test-data"), log: log);
         clock.End();
+        log?.Invoke($"evaluating on scenes that hold the held-out {Scene.HeldOut.Color} {Scene.HeldOut.Shape}".ToLowerInvariant());
+        var holdout = DemoEvaluation.Evaluate(Path.Combine(model, "generation"), Path.Combine(model, "retrieval"),
+            P("test-data"), split: "holdout", log: log);
         DemoMetrics? ablation = null;
         if (o.Ablation)
         {
@@ -147,8 +160,9 @@ public static class DemoPipeline
             ablation = DemoEvaluation.Evaluate(P("model-no-stage1/generation"), null, P("test-data"), log: log);
             log?.Invoke($"ablation took {ablationWatch.Elapsed:mm\\:ss}");
         }
-        string report = DemoReport.Write(workDir, o.Seed, o.TestSeed, metrics, ablation, clock.Timings, o.Stage2.PromptAlignment);
-        return new Result(model, metrics, ablation, report, clock.Timings);
+        string report = DemoReport.Write(workDir, o.Seed, o.TestSeed, metrics, holdout, ablation, clock.Timings,
+            o.Stage2.PromptAlignment);
+        return new Result(model, metrics, holdout, ablation, report, clock.Timings);
     }
 
     /// <summary>

@@ -34,6 +34,20 @@ public static class DemoShowcase
     }
 
     /// <summary>
+    /// The keys of the scenes a demo model was trained on (train_keys.txt beside its generation/ and retrieval/
+    /// folders), which its test scenes must avoid. A model folder without the file is refused: its figures would mix
+    /// seen and unseen scenes.
+    /// </summary>
+    public static IReadOnlySet<string> TrainKeys(string generationDir)
+    {
+        string file = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(generationDir))!, SceneDataset.TrainKeysFile);
+        if (!File.Exists(file))
+            throw new Blip2Exception($"{file} is missing: a demo model lists the scenes it was trained on there (one " +
+                "key a line, as `blip2 demo train` writes it), so that its test scenes can avoid them.");
+        return SceneDataset.ReadKeys(file);
+    }
+
+    /// <summary>
     /// The image size the demo model's encoder takes: scenes are rendered at it, as in training. (`blip2 demo eval`
     /// rendered its test scenes at 64 px for the 96 px model, and the processor's upscaling blurred them: text→image
     /// R@1 82 % instead of 91 %.)
@@ -48,7 +62,15 @@ public static class DemoShowcase
         string imageDir = Path.Combine(outDir, "scenes");
         Directory.CreateDirectory(imageDir);
         var rng = new Random(seed);
-        var scenes = Enumerable.Range(0, count).Select(_ => Scene.Random(rng)).ToList();
+        // New scenes: none shares its key with a training scene, and no two share one (search needs one right image).
+        var trained = TrainKeys(generationDir);
+        var keys = new HashSet<string>(StringComparer.Ordinal);
+        var scenes = new List<Scene>();
+        while (scenes.Count < count)
+        {
+            var scene = Scene.Random(rng);
+            if (!trained.Contains(scene.Key) && keys.Add(scene.Key)) scenes.Add(scene);
+        }
         var images = new List<string>();
         for (int i = 0; i < count; i++)
         {

@@ -38,20 +38,44 @@ public sealed record Scene(string Background, IReadOnlyList<SceneObject> Objects
     /// <summary>Objects ordered left to right (then top to bottom), as captions list them.</summary>
     public IReadOnlyList<SceneObject> LeftToRight => [.. Objects.OrderBy(o => o.Column).ThenBy(o => o.Row)];
 
-    /// <summary>A random scene: distinct columns, so that "left of" is always defined; objects of one scene differ in shape or colour.</summary>
-    public static Scene Random(Random rng)
+    /// <summary>
+    /// The colour-shape pair no training scene holds (a compositional hold-out): every scene the demo trains on,
+    /// images and texts alike, comes from <see cref="Random"/>, which never draws it; <see cref="RandomHeldOut"/>
+    /// draws scenes that hold it, to measure whether the model puts together what it learned apart.
+    /// </summary>
+    public static readonly (string Color, Shape Shape) HeldOut = ("purple", Shape.Triangle);
+
+    public bool HasHeldOut => Objects.Any(IsHeldOut);
+
+    private static bool IsHeldOut(SceneObject o) => o.Color == HeldOut.Color && o.Shape == HeldOut.Shape;
+
+    /// <summary>
+    /// A random scene: distinct columns, so that "left of" is always defined; objects of one scene differ in shape or
+    /// colour; never the held-out pair.
+    /// </summary>
+    public static Scene Random(Random rng) => Draw(rng, heldOutAt: -1);
+
+    /// <summary>A random scene with the held-out pair as one of its objects (the one at a random place in the draw).</summary>
+    public static Scene RandomHeldOut(Random rng) => Draw(rng, heldOutAt: rng.Next(3));
+
+    private static Scene Draw(Random rng, int heldOutAt)
     {
         int count = rng.Next(1, 4);
+        heldOutAt = heldOutAt < 0 ? -1 : heldOutAt % count;
         var columns = new[] { 0, 1, 2 }.OrderBy(_ => rng.Next()).Take(count).ToList();
         var objects = new List<SceneObject>();
         foreach (int column in columns)
         {
             SceneObject o;
-            do
-            {
-                o = new SceneObject((Shape)rng.Next(3), Colors[rng.Next(Colors.Length)].Name, rng.Next(2) == 1, column, rng.Next(3));
-            }
-            while (objects.Any(x => x.Shape == o.Shape && x.Color == o.Color));
+            if (objects.Count == heldOutAt)
+                o = new SceneObject(HeldOut.Shape, HeldOut.Color, rng.Next(2) == 1, column, rng.Next(3));
+            else
+                do
+                {
+                    o = new SceneObject((Shape)rng.Next(3), Colors[rng.Next(Colors.Length)].Name, rng.Next(2) == 1, column,
+                        rng.Next(3));
+                }
+                while (IsHeldOut(o) || objects.Any(x => x.Shape == o.Shape && x.Color == o.Color));
             objects.Add(o);
         }
         return new Scene(Backgrounds[rng.Next(Backgrounds.Length)].Name, objects);
@@ -104,8 +128,13 @@ public sealed record Scene(string Background, IReadOnlyList<SceneObject> Objects
         return [$"{list}, on a {Background} background", $"a {Background} background with {list}", counted];
     }
 
-    /// <summary>What a caption pins down: background and each object's size, colour, shape and column (not its row).</summary>
-    public string Key => Background + "|" + string.Join("|", LeftToRight.Select(x => $"{x.Describe()} {x.Column}"));
+    /// <summary>
+    /// What a caption pins down, the scene's identity for keeping test scenes apart from training scenes: background,
+    /// then each object's size, colour, shape and column (not its row, which no caption mentions), the objects sorted
+    /// as strings: "white|large red circle 0|small blue square 2". The format of a demo model's train_keys.txt.
+    /// </summary>
+    public string Key => Background + "|" + string.Join("|",
+        Objects.Select(x => $"{x.Describe()} {x.Column}").Order(StringComparer.Ordinal));
 
     /// <summary>Questions about colour, shape, count, position and existence, with their one-word or two-word answers.</summary>
     public List<(string Kind, string Question, string Answer)> Questions(Random rng)
@@ -136,6 +165,12 @@ public sealed record Scene(string Background, IReadOnlyList<SceneObject> Objects
         qa.Add(("existence", $"is there a {color} {shape.ToString().ToLowerInvariant()}?", "no"));
         return qa;
     }
+
+    /// <summary>A scene as <see cref="ToJson"/> writes it (the *_scenes.jsonl lines).</summary>
+    public static Scene FromJson(JsonObject json) => new(json["background"]!.GetValue<string>(),
+        [.. json["objects"]!.AsArray().Select(o => new SceneObject(
+            Enum.Parse<Shape>(o!["shape"]!.GetValue<string>(), ignoreCase: true), o["color"]!.GetValue<string>(),
+            o["size"]!.GetValue<string>() == "large", o["column"]!.GetValue<int>(), o["row"]!.GetValue<int>()))]);
 
     public JsonObject ToJson() => new()
     {

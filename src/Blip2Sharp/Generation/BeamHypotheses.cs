@@ -1,7 +1,7 @@
 namespace Blip2Sharp.Generation;
 
 /// <summary>The finished hypotheses of one input in beam search (transformers' BeamHypotheses).</summary>
-internal sealed class BeamHypotheses(int numBeams, double lengthPenalty, bool earlyStopping)
+internal sealed class BeamHypotheses(int numBeams, double lengthPenalty, EarlyStopping earlyStopping, int maxNewTokens)
 {
     private readonly List<(double Score, List<int> Tokens)> _beams = [];
     private double _worst = 1e9;
@@ -25,13 +25,17 @@ internal sealed class BeamHypotheses(int numBeams, double lengthPenalty, bool ea
         }
     }
 
-    /// <summary>Whether no running beam can beat the worst kept hypothesis any more.</summary>
+    /// <summary>
+    /// Whether no running beam can beat the worst kept hypothesis any more (beam_search.py, BeamHypotheses.is_done:
+    /// "never" with a positive length penalty divides by the longest reachable length, max_length − prompt length,
+    /// which is max_new_tokens for both decoder-only and encoder-decoder models).
+    /// </summary>
     public bool IsDone(double bestSumLogprobs, int curLen, int promptLen)
     {
         if (_beams.Count < numBeams) return false;
-        if (earlyStopping) return true;
-        double best = bestSumLogprobs / Math.Pow(curLen - promptLen, lengthPenalty);
-        return _worst >= best;
+        if (earlyStopping == EarlyStopping.WhenFull) return true;
+        int length = earlyStopping == EarlyStopping.Never && lengthPenalty > 0 ? maxNewTokens : curLen - promptLen;
+        return _worst >= bestSumLogprobs / Math.Pow(length, lengthPenalty);
     }
 
     /// <summary>The best hypotheses, best first (ties: the later added first, as the reference's sort-then-pop).</summary>

@@ -1,5 +1,13 @@
 namespace Blip2Sharp.Generation;
 
+/// <summary>
+/// When beam search ends (transformers' early_stopping): <see cref="Heuristic"/> (false, the default) once no running
+/// beam can beat the worst finished one judged at the current length; <see cref="WhenFull"/> (true) as soon as
+/// num_beams hypotheses are finished; <see cref="Never"/> ("never") once none can beat it at the longest length a
+/// beam can still reach (the canonical beam search; with a length penalty of 0 or less, judged as false).
+/// </summary>
+public enum EarlyStopping { Heuristic, WhenFull, Never }
+
 /// <summary>Decoding settings, named after transformers' generate() arguments; invalid values are refused.</summary>
 public sealed record GenerationOptions
 {
@@ -7,7 +15,7 @@ public sealed record GenerationOptions
     public int MinNewTokens { get; init; }
     public int NumBeams { get; init; } = 1;
     public double LengthPenalty { get; init; } = 1.0;
-    public bool EarlyStopping { get; init; }
+    public EarlyStopping EarlyStopping { get; init; }
     public int NumReturnSequences { get; init; } = 1;
     public bool DoSample { get; init; }
     public double Temperature { get; init; } = 1.0;

@@ -11,6 +11,7 @@ public static class LogitsProcessors
     /// </summary>
     public static Tensor Apply(Tensor scores, IReadOnlyList<List<int>> history, int newTokens, GenerationOptions o, int[] eos)
     {
+        var input = scores;
         using var scope = NewDisposeScope();
         if (o.RepetitionPenalty != 1.0) scores = RepetitionPenalty(scores, history, o.RepetitionPenalty);
         if (o.NoRepeatNgramSize > 0) scores = NoRepeatNgram(scores, history, o.NoRepeatNgramSize);
@@ -19,12 +20,13 @@ public static class LogitsProcessors
             scores = scores.clone();
             foreach (int e in eos) if (e < scores.shape[1]) scores[.., e] = float.NegativeInfinity;
         }
-        return scores.MoveToOuterDisposeScope();
+        return Result(input, scores);
     }
 
     /// <summary>Sampling warpers: temperature, then top-k, then top-p (nucleus), each keeping at least one token.</summary>
     public static Tensor Warp(Tensor scores, GenerationOptions o)
     {
+        var input = scores;
         using var scope = NewDisposeScope();
         if (o.Temperature != 1.0) scores = scores / o.Temperature;
         if (o.TopK > 0 && o.TopK < scores.shape[1])
@@ -41,8 +43,16 @@ public static class LogitsProcessors
             var removeOriginal = remove.scatter(1, indices, remove);
             scores = scores.masked_fill(removeOriginal, float.NegativeInfinity);
         }
-        return scores.MoveToOuterDisposeScope();
+        return Result(input, scores);
     }
+
+    /// <summary>
+    /// A new tensor made in this call's scope goes to the caller's; the caller's own tensor, returned unchanged, stays
+    /// where it is (moving it "out" would lift it into the scope around the caller's: a beam search kept every step's
+    /// scores alive until its end that way).
+    /// </summary>
+    private static Tensor Result(Tensor input, Tensor output) =>
+        ReferenceEquals(input, output) ? output : output.MoveToOuterDisposeScope();
 
     /// <summary>Scores of tokens already in a row's history: divided by the penalty if positive, multiplied if negative.</summary>
     public static Tensor RepetitionPenalty(Tensor scores, IReadOnlyList<List<int>> history, double penalty)
