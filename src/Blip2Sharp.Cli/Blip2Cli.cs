@@ -92,11 +92,11 @@ public static class Blip2Cli
         }
         catch (CommandParseException e)
         {
-            return Fail(e.Message, UsageError);
+            return Fail(UsageMessage(e.Message, args), UsageError);
         }
         catch (CommandRuntimeException e)
         {
-            return Fail(e.Message, UsageError);
+            return Fail(UsageMessage(e.Message, args), UsageError);
         }
         catch (Exception e) when (e is Blip2Exception or IOException or UnauthorizedAccessException or ArgumentException or KeyNotFoundException)
         {
@@ -111,6 +111,20 @@ public static class Blip2Cli
             // Anything else is a bug in Blip2Sharp or its native engine: one line, not a stack dump.
             return Fail($"unexpected {e.GetType().Name}: {e.Message} (please report this)", 3);
         }
+    }
+
+    /// <summary>
+    /// Spectre's conversion failure names a .NET type ("Failed to convert 'abc' to Nullable`1."): say instead which
+    /// option got which value and what it takes.
+    /// </summary>
+    internal static string UsageMessage(string message, IReadOnlyList<string> args)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(message, "^Failed to convert '(?<value>.*)' to (?<type>[^ ]+)\\.$");
+        if (!m.Success) return message;
+        string value = m.Groups["value"].Value;
+        int at = Enumerable.Range(0, args.Count).FirstOrDefault(i => args[i] == value && i > 0 && args[i - 1].StartsWith('-'), -1);
+        string option = at > 0 ? args[at - 1] : "an option";
+        return $"{option} takes a number; '{value}' is not one.";
     }
 
     private static int Fail(string message, int code)

@@ -1,8 +1,39 @@
+using Blip2Sharp.Processing;
+
 namespace Blip2Sharp.Cli;
 
-/// <summary>Image arguments: files, folders (searched recursively for images) and globs (* and ? in the file name).</summary>
+/// <summary>
+/// Image arguments, one rule for every command that reads images: files, folders (searched recursively for images)
+/// and globs (* and ? in the file name) are accepted; an image that cannot be read (missing, corrupt, truncated, a
+/// decompression bomb) is an error, named on standard error as `blip2: error: PATH: reason`, and the command exits
+/// with 1. Commands that give one result per image (caption, ask, index) still process the readable ones; commands
+/// whose output pairs or stacks the images (match, embed, preprocess) check every image first and write nothing.
+/// </summary>
 public static class ImageInputs
 {
+    /// <summary>Names an image that cannot be read, as an error line (the command will exit with 1).</summary>
+    public static void ReportUnreadable(string message) => Console.Error.WriteLine($"blip2: error: {message}");
+
+    /// <summary>Decodes every image once; names each unreadable one and then throws, before any model work.</summary>
+    public static void RequireReadable(IReadOnlyList<string> paths, ImageDecodeOptions? options = null)
+    {
+        int bad = 0;
+        foreach (var path in paths)
+        {
+            try
+            {
+                ImageDecoder.DecodeFile(path, options ?? new ImageDecodeOptions { OnWarning = Blip2Cli.Warn });
+            }
+            catch (Exception e) when (e is Blip2Exception or IOException or UnauthorizedAccessException)
+            {
+                ReportUnreadable(e.Message);
+                bad++;
+            }
+        }
+        if (bad > 0)
+            throw new Blip2Exception($"{bad} of {paths.Count} image(s) could not be read (named above); nothing was written.");
+    }
+
     public static List<string> Expand(IEnumerable<string> args)
     {
         var result = new List<string>();

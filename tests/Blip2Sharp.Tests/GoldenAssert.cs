@@ -17,9 +17,11 @@ public sealed class GoldenAssert(string fixture)
 
     public double Rtol => _tolerance["recommended_rtol"] is JsonNode n ? (double)n : 1e-4;
 
-    public void Close(string name, Tensor actual)
+    public void Close(string name, Tensor actual) => Close(name, actual, Goldens[name]);
+
+    /// <summary>A part of a golden (a slice of it) with that golden's tolerances.</summary>
+    public void Close(string name, Tensor actual, Tensor expected)
     {
-        var expected = Goldens[name];
         Assert.True(expected.shape.SequenceEqual(actual.shape),
             $"{name}: shape [{string.Join(", ", actual.shape)}], golden [{string.Join(", ", expected.shape)}]");
         using var a = actual.detach().to(ScalarType.Float64).cpu();

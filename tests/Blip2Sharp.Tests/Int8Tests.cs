@@ -85,30 +85,33 @@ public class Int8Tests(ITestOutputHelper output)
     [Fact]
     public void QuantizedTinyOptStaysCloseToTheReference()
     {
-        var x = Fixtures.Goldens("tiny-opt");
+        // The README's figures: on tiny-opt the largest int8 logit error is under 0.05 (the golden's largest logit is
+        // ~4.9) and every greedy token of gen_greedy_prompt (2 rows × 12) equals the float32 golden's.
+        var g = new GoldenAssert("tiny-opt");
+        var x = g.Goldens;
         using var model = Blip2ForConditionalGeneration.FromPretrained(Fixtures.Dir("tiny-opt"));
         model.Opt!.QuantizeInt8();
         using var noGrad = no_grad();
         using var o = model.Forward(x["pixel_values"], x["input_ids"], x["attention_mask"]);
         double maxErr = (o.Logits - x["logits"]).abs().max().item<float>();
-        double scale = x["logits"].abs().max().item<float>();
-        output.WriteLine($"int8 tiny-opt: max |logit error| {maxErr:E3} (max |logit| {scale:F3})");
-        Assert.True(maxErr < 0.05 * scale, $"max logit error {maxErr} against max |logit| {scale}");
+        output.WriteLine($"int8 tiny-opt: max |logit error| {maxErr:E3} (max |logit| {x["logits"].abs().max().item<float>():F3})");
+        Assert.True(maxErr < 0.05, $"max logit error {maxErr}");
         // Greedy decoding with int8 (the one-row kernel) against the float32 goldens.
         var gen = new Blip2Generator(model);
         var ids = gen.Generate(x["pixel_values"], x["gen_input_ids"], x["gen_attention_mask"], new GenerationOptions { MaxNewTokens = 12 });
-        var golden = x["gen_greedy_prompt"];
-        int same = 0, total = 0;
+        var compared = 0;
         for (int r = 0; r < 2; r++)
         {
-            var g = golden[r].data<long>().ToArray().Skip(1).ToArray();
-            for (int i = 0; i < Math.Min(g.Length, ids[r][0].Tokens.Count); i++, total++) if (g[i] == ids[r][0].Tokens[i]) same++;
+            var golden = x["gen_greedy_prompt"][r].data<long>().ToArray().Skip(1).Select(t => (int)t).ToList();
+            var stop = golden.IndexOf(model.Config.TextConfig.EosTokenId![0]);
+            var expected = stop >= 0 ? golden.Take(stop + 1).ToList() : golden;
+            Assert.Equal(expected, ids[r][0].Tokens);
+            compared += expected.Count;
         }
-        output.WriteLine($"int8 tiny-opt greedy agreement with float32: {same}/{total}");
-        Assert.True(total > 0);
-        // Switched back, the float32 weights give the reference logits again.
+        Assert.Equal(24, compared);
+        // Switched back, the float32 weights give the reference logits within the fixture's tolerance.
         model.Opt.UseInt8 = false;
         using var f = model.Forward(x["pixel_values"], x["input_ids"], x["attention_mask"]);
-        Assert.True((f.Logits - x["logits"]).abs().max().item<float>() < 1e-3 * scale);
+        g.Close("logits", f.Logits);
     }
 }

@@ -21,6 +21,7 @@ public sealed class CaptionCommand : Command<CaptionCommand.Settings>
 
         [CommandOption("--batch-size <N>")]
         [Description("Images captioned together in one batch.")]
+        [DefaultValue(1)]
         public int BatchSize { get; init; } = 1;
 
         public override GenerationOptions Defaults => new() { MaxNewTokens = 30 };
@@ -61,7 +62,7 @@ public static class ImageTextRunner
                     catch (Exception e) when (e is Blip2Exception or IOException)
                     {
                         failures.Add((path, e.Message));
-                        Blip2Cli.Warn($"skipped: {e.Message}");
+                        ImageInputs.ReportUnreadable(e.Message);
                         tick();
                     }
                 }
@@ -71,6 +72,6 @@ public static class ImageTextRunner
             }
         });
         ResultPrinter.Print(results, failures, settings.Json);
-        return results.Count == 0 ? Blip2Cli.InputError : 0;
+        return failures.Count > 0 ? Blip2Cli.InputError : 0;
     }
 }

@@ -17,6 +17,8 @@ public sealed class ChatCommand : AsyncCommand<ChatCommand.Settings>
         /// <summary>Streaming needs one sequence: greedy by default, nucleus sampling with --sample --top-p 0.9.</summary>
         public override GenerationOptions Defaults => new() { MaxNewTokens = 30 };
 
+        // --json (from GenerationSettings): one JSON line per answered turn on standard output, nothing streamed.
+
         public override ValidationResult Validate() =>
             NumBeams is > 1 ? ValidationResult.Error("chat streams one answer: use greedy decoding or --sample, not --num-beams.") : base.Validate();
     }
@@ -28,14 +30,46 @@ public sealed class ChatCommand : AsyncCommand<ChatCommand.Settings>
         foreach (var w in pipeline.Warnings) Blip2Cli.Warn(w);
         using var chat = new ChatSession(pipeline, settings.Image);
         var options = settings.ToOptions();
-        Console.Error.WriteLine("Ask about the image; an empty line or Ctrl-D ends the chat.");
+        if (!settings.Json) Console.Error.WriteLine("Ask about the image; an empty line or Ctrl-D ends the chat.");
         while (!cancellationToken.IsCancellationRequested)
         {
-            Console.Error.Write("you> ");
+            if (!settings.Json) Console.Error.Write("you> ");
             string? question = Console.ReadLine();
             if (string.IsNullOrWhiteSpace(question)) break;
-            Console.Error.Write("blip2> ");
-            await foreach (var piece in chat.AskAsync(question, options, cancellationToken)) Console.Out.Write(piece);
+            int leftOut = chat.TurnsLeftOut;
+            bool started = false;
+            try
+            {
+                if (settings.Json)
+                {
+                    var answer = new System.Text.StringBuilder();
+                    await foreach (var piece in chat.AskAsync(question, options, cancellationToken)) answer.Append(piece);
+                    Blip2Cli.Out(new System.Text.Json.Nodes.JsonObject
+                    {
+                        ["question"] = question, ["answer"] = chat.Turns[^1].Answer, ["turns_left_out"] = chat.TurnsLeftOut,
+                    }.ToJsonString());
+                    continue;
+                }
+                await foreach (var piece in chat.AskAsync(question, options, cancellationToken))
+                {
+                    if (!started)
+                    {
+                        if (chat.TurnsLeftOut > leftOut)
+                            Console.Error.WriteLine($"blip2: the {chat.TurnsLeftOut} oldest turn(s) no longer fit the " +
+                                "model's context and are left out of it.");
+                        Console.Error.Write("blip2> ");
+                        started = true;
+                    }
+                    Console.Out.Write(piece);
+                }
+            }
+            catch (ArgumentException e)
+            {
+                // One turn refused (too long for the context); the chat goes on.
+                Console.Error.WriteLine($"blip2: error: {e.Message} Ask a shorter question.");
+                continue;
+            }
+            if (!started) Console.Error.Write("blip2> ");
             Console.Out.WriteLine();
         }
         return 0;

@@ -15,16 +15,30 @@ public sealed class DemoDataCommand : Command<DemoDataCommand.Settings>
 
         [CommandOption("--seed <S>")]
         [Description("The same seed writes the same dataset.")]
+        [DefaultValue(1L)]
         public long Seed { get; init; } = 1;
 
-        [CommandOption("--train <N>")] [Description("Training scenes.")] public int Train { get; init; } = 5000;
-        [CommandOption("--val <N>")] [Description("Validation scenes.")] public int Val { get; init; } = 500;
-        [CommandOption("--test <N>")] [Description("Test scenes (no two, and none with a training scene, share a caption-level key).")] public int Test { get; init; } = 1000;
+        [CommandOption("--train <N>")]
+        [Description("Training scenes.")]
+        [DefaultValue(5000)]
+        public int Train { get; init; } = 5000;
+        [CommandOption("--val <N>")]
+        [Description("Validation scenes.")]
+        [DefaultValue(500)]
+        public int Val { get; init; } = 500;
+        [CommandOption("--test <N>")]
+        [Description("Test scenes (no two, and none with a training scene, share a caption-level key).")]
+        [DefaultValue(1000)]
+        public int Test { get; init; } = 1000;
         [CommandOption("--holdout <N>")]
         [Description("Scenes that hold the colour-shape pair no other split holds (purple triangle).")]
+        [DefaultValue(0)]
         public int Holdout { get; init; } = 0;
 
-        [CommandOption("--image-size <PX>")] [Description("Rendered image size.")] public int ImageSize { get; init; } = 96;
+        [CommandOption("--image-size <PX>")]
+        [Description("Rendered image size.")]
+        [DefaultValue(96)]
+        public int ImageSize { get; init; } = 96;
 
         public override ValidationResult Validate() =>
             string.IsNullOrWhiteSpace(Out) ? ValidationResult.Error("--out DIR is required.")

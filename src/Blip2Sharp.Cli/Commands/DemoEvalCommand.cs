@@ -17,15 +17,18 @@ public sealed class DemoEvalCommand : Command<DemoEvalCommand.Settings>
 
         [CommandOption("--seed <S>")]
         [Description("Seed of the freshly generated test split.")]
+        [DefaultValue(12345L)]
         public long Seed { get; init; } = 12345;
 
         [CommandOption("--scenes <N>")]
         [Description("Test scenes (default 1000, all distinct).")]
+        [DefaultValue(1000)]
         public int Scenes { get; init; } = 1000;
 
         [CommandOption("--holdout-scenes <N>")]
         [Description("Test scenes that hold the colour-shape pair no training scene holds (purple triangle), scored apart " +
             "(default 300; 0: none).")]
+        [DefaultValue(300)]
         public int HoldoutScenes { get; init; } = 300;
 
         [CommandOption("--predictions <FILE>")]

@@ -16,6 +16,7 @@ public sealed class DemoRunCommand : Command<DemoRunCommand.Settings>
 
         [CommandOption("-n|--scenes <N>")]
         [Description("How many new scenes to render (default 8).")]
+        [DefaultValue(8)]
         public int Scenes { get; init; } = 8;
 
         [CommandOption("--seed <S>")]
@@ -24,6 +25,7 @@ public sealed class DemoRunCommand : Command<DemoRunCommand.Settings>
 
         [CommandOption("-o|--out <DIR>")]
         [Description("Where the scenes and results go: scenes/*.png, results.json, results.md, grid.png (default demo-output).")]
+        [DefaultValue("demo-output")]
         public string Out { get; init; } = "demo-output";
 
         [CommandOption("--json")]

@@ -11,10 +11,12 @@ public sealed class DemoTrainCommand : Command<DemoTrainCommand.Settings>
     {
         [CommandOption("-o|--out <DIR>")]
         [Description("Work folder: data, the unimodal models, stage1/ and stage2/ checkpoints, model/ (the demo model: generation/ and retrieval/), report.md.")]
+        [DefaultValue("demo-run")]
         public string Out { get; init; } = "demo-run";
 
         [CommandOption("--seed <S>")]
         [Description("The same seed rebuilds the same models.")]
+        [DefaultValue(1L)]
         public long Seed { get; init; } = 1;
 
         [CommandOption("--scenes <N>")]

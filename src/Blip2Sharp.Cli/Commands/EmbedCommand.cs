@@ -41,6 +41,7 @@ public sealed class EmbedCommand : Command<EmbedCommand.Settings>
     {
         DemoModel.NoteIfDefault(settings.Model);
         string[] imagePaths = settings.Images.Length > 0 ? [.. ImageInputs.Expand(settings.Images)] : [];
+        ImageInputs.RequireReadable(imagePaths);
         if (settings.Multimodal && imagePaths.Length != settings.Texts.Length)
             throw new ArgumentException($"--multimodal pairs image i with text i: give as many texts as images ({imagePaths.Length} images, {settings.Texts.Length} texts).");
         var config = Configuration.Blip2Config.Load(settings.Model, new Configuration.ConfigWarnings());

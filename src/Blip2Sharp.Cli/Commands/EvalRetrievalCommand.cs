@@ -11,7 +11,8 @@ public sealed class EvalRetrievalCommand : Command<EvalRetrievalCommand.Settings
     public sealed class Settings : CommandSettings
     {
         [CommandOption("-d|--data <FILE>")]
-        [Description("JSONL, one line per image: {\"image\": path, \"caption\": text or [texts]}; paths relative to the file.")]
+        [Description("JSONL of {\"image\": path, \"caption\": text or [[texts]]}, paths relative to the file: one line per " +
+            "image, or one per caption (lines naming the same image are grouped).")]
         public string Data { get; init; } = "";
 
         [CommandOption("-m|--model <DIR>")]
@@ -20,6 +21,7 @@ public sealed class EvalRetrievalCommand : Command<EvalRetrievalCommand.Settings
 
         [CommandOption("--k-test <K>")]
         [Description("ITC candidates re-ranked by ITM per query (LAVIS: 128 for COCO / Flickr).")]
+        [DefaultValue(128)]
         public int KTest { get; init; } = 128;
 
         [CommandOption("--json")]

@@ -13,19 +13,19 @@ public class GenerationSettings : CommandSettings
     public string Model { get; init; } = DemoModel.Generation;
 
     [CommandOption("--max-new-tokens <N>")]
-    [Description("Most new tokens to generate.")]
+    [Description("Most new tokens to generate (default 20; ask: 10, chat: 30).")]
     public int? MaxNewTokens { get; init; }
 
     [CommandOption("--min-new-tokens <N>")]
-    [Description("Fewest new tokens before a stop token may end the text.")]
+    [Description("Fewest new tokens before a stop token may end the text (default 0; ask: 1).")]
     public int? MinNewTokens { get; init; }
 
     [CommandOption("--num-beams <N>")]
-    [Description("Beam search with N beams (1 = greedy).")]
+    [Description("Beam search with N beams (default 1 = greedy; ask: 5).")]
     public int? NumBeams { get; init; }
 
     [CommandOption("--length-penalty <X>")]
-    [Description("Beam scores are divided by length^X (negative favours short texts).")]
+    [Description("Beam scores are divided by length^X, negative favours short texts (default 1; ask: -1).")]
     public double? LengthPenalty { get; init; }
 
     [CommandOption("--early-stopping [WHEN]")]
@@ -44,15 +44,15 @@ public class GenerationSettings : CommandSettings
         };
 
     [CommandOption("--repetition-penalty <X>")]
-    [Description("Penalise tokens already generated (1 = off).")]
+    [Description("Penalise tokens already generated (default 1 = off).")]
     public double? RepetitionPenalty { get; init; }
 
     [CommandOption("--no-repeat-ngram-size <N>")]
-    [Description("Never repeat an n-gram of this size (0 = off).")]
+    [Description("Never repeat an n-gram of this size (default 0 = off).")]
     public int? NoRepeatNgramSize { get; init; }
 
     [CommandOption("--num-return-sequences <N>")]
-    [Description("How many sequences to return per image (at most num_beams, or any number with --sample).")]
+    [Description("How many sequences to return per image, at most num_beams or any number with --sample (default 1).")]
     public int? NumReturnSequences { get; init; }
 
     [CommandOption("--eos-token-id <ID>")]
@@ -64,7 +64,7 @@ public class GenerationSettings : CommandSettings
     public bool Sample { get; init; }
 
     [CommandOption("--temperature <X>")]
-    [Description("Sampling temperature (> 0).")]
+    [Description("Sampling temperature, > 0 (default 1).")]
     public double? Temperature { get; init; }
 
     [CommandOption("--top-k <N>")]
@@ -72,11 +72,11 @@ public class GenerationSettings : CommandSettings
     public int? TopK { get; init; }
 
     [CommandOption("--top-p <X>")]
-    [Description("Nucleus sampling: the smallest set of tokens whose probability reaches X (0 < X <= 1).")]
+    [Description("Nucleus sampling: the smallest set of tokens whose probability reaches X, 0 < X <= 1 (default 1 = off).")]
     public double? TopP { get; init; }
 
     [CommandOption("--seed <N>")]
-    [Description("Seed that makes sampling reproducible.")]
+    [Description("Seed that makes sampling reproducible (default: a new one each run).")]
     public ulong? Seed { get; init; }
 
     [CommandOption("--quantize <MODE>")]

@@ -24,7 +24,13 @@ public sealed class IndexCommand : Command<IndexCommand.Settings>
 
         [CommandOption("--batch-size <N>")]
         [Description("Images embedded and committed together.")]
+        [DefaultValue(16)]
         public int BatchSize { get; init; } = 16;
+
+        [CommandOption("--json")]
+        [Description("Print the outcome as JSON: db, added, updated, unchanged, removed, failed ([[{path, error}]]), " +
+            "interrupted.")]
+        public bool Json { get; init; }
 
         public override ValidationResult Validate() =>
             BatchSize < 1 ? ValidationResult.Error("--batch-size must be at least 1.")
@@ -34,6 +40,9 @@ public sealed class IndexCommand : Command<IndexCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         DemoModel.NoteIfDefault(settings.Model);
+        // Checked before anything is created: a mistyped folder must not become a new folder with an empty index.
+        if (!Directory.Exists(settings.Folder))
+            throw new DirectoryNotFoundException($"{settings.Folder}: folder not found; give the folder of images to index.");
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
@@ -49,7 +58,7 @@ public sealed class IndexCommand : Command<IndexCommand.Settings>
             string db = settings.Db ?? Path.Combine(settings.Folder, ".blip2-index.db");
             using var store = new SqliteVectorStore(db);
             IndexReport? report = null;
-            void Fail(string path, string error) => Blip2Cli.Warn($"skipped {path}: {error}");
+            void Fail(string path, string error) => ImageInputs.ReportUnreadable($"{path}: {error}");
             if (Console.IsErrorRedirected)
             {
                 report = ImageIndex.Build(retriever, store, settings.Folder, settings.BatchSize,
@@ -67,8 +76,22 @@ public sealed class IndexCommand : Command<IndexCommand.Settings>
                     });
             }
             var r = report!;
+            if (settings.Json)
+            {
+                Blip2Cli.Out(new System.Text.Json.Nodes.JsonObject
+                {
+                    ["db"] = db, ["added"] = r.Added, ["updated"] = r.Updated, ["unchanged"] = r.Unchanged,
+                    ["removed"] = r.Removed, ["interrupted"] = r.Cancelled,
+                    ["failed"] = new System.Text.Json.Nodes.JsonArray([.. r.Failed.Select(f =>
+                        (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonObject
+                        {
+                            ["path"] = f.Path, ["error"] = f.Error,
+                        })]),
+                }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+                return r.Cancelled ? 130 : r.Failed.Count > 0 ? Blip2Cli.InputError : 0;
+            }
             Blip2Cli.Out($"{db}: {r.Added} added, {r.Updated} updated, {r.Unchanged} unchanged, {r.Removed} removed, {r.Failed.Count} unreadable{(r.Cancelled ? " (interrupted: run again to finish)" : "")}");
-            return r.Cancelled ? 130 : 0;
+            return r.Cancelled ? 130 : r.Failed.Count > 0 ? Blip2Cli.InputError : 0;
         }
         finally
         {

@@ -35,9 +35,11 @@ public sealed class MatchCommand : Command<MatchCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         DemoModel.NoteIfDefault(settings.Model);
+        var paths = ImageInputs.Expand(settings.Images);
+        ImageInputs.RequireReadable(paths);
         using var retriever = Blip2Retriever.FromPretrained(settings.Model);
         foreach (var w in retriever.Warnings) Blip2Cli.Warn(w);
-        using var images = retriever.EncodeImages(settings.Images);
+        using var images = retriever.EncodeImages(paths);
         using var texts = retriever.EncodeTexts(settings.Texts);
         using var itm = retriever.ItmProbabilities(images, texts);
         using var itc = Blip2Retriever.ItcMatrix(images.Embeds, texts.Embeds);
@@ -45,14 +47,14 @@ public sealed class MatchCommand : Command<MatchCommand.Settings>
         var itcRows = Rows(itc);
         if (settings.Json)
         {
-            Blip2Cli.Out(JsonSerializer.Serialize(new { itm = itmRows, itc = itcRows, images = settings.Images, texts = settings.Texts },
+            Blip2Cli.Out(JsonSerializer.Serialize(new { itm = itmRows, itc = itcRows, images = paths, texts = settings.Texts },
                 new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
             return 0;
         }
         var table = new Table().Border(TableBorder.Rounded).AddColumn("image").AddColumn("text").AddColumn(new TableColumn("ITM match").RightAligned()).AddColumn(new TableColumn("ITC similarity").RightAligned());
-        for (int i = 0; i < settings.Images.Length; i++)
+        for (int i = 0; i < paths.Count; i++)
             for (int j = 0; j < settings.Texts.Length; j++)
-                table.AddRow(new Text(settings.Images[i]), new Text(settings.Texts[j]), new Text($"{itmRows[i][j]:P1}"), new Text($"{itcRows[i][j]:F4}"));
+                table.AddRow(new Text(paths[i]), new Text(settings.Texts[j]), new Text($"{itmRows[i][j]:P1}"), new Text($"{itcRows[i][j]:F4}"));
         Blip2Cli.Human.Write(table);
         return 0;
     }

@@ -12,7 +12,7 @@ public sealed class PreprocessCommand : Command<PreprocessCommand.Settings>
     public sealed class Settings : CommandSettings
     {
         [CommandArgument(0, "<IMAGE>")]
-        [Description("Image files (JPEG, PNG, WebP, GIF, BMP), one row of the batch each.")]
+        [Description("Image files (JPEG, PNG, WebP, GIF, BMP), folders or globs, one row of the batch each.")]
         public string[] Images { get; init; } = [];
 
         [CommandOption("-m|--model <DIR>")]
@@ -24,7 +24,7 @@ public sealed class PreprocessCommand : Command<PreprocessCommand.Settings>
         public int? Size { get; init; }
 
         [CommandOption("-o|--out <FILE>")]
-        [Description("Output .safetensors file; holds pixel_values [B, 3, H, W] float32.")]
+        [Description("Output .safetensors file; holds pixel_values [[B, 3, H, W]] float32.")]
         public string Out { get; init; } = "";
 
         [CommandOption("--max-pixels <N>")]
@@ -56,7 +56,9 @@ public sealed class PreprocessCommand : Command<PreprocessCommand.Settings>
             : new BlipImageProcessor(ImageProcessorConfig.ForSize(settings.Size!.Value), decode);
         foreach (var w in warnings.Items) Blip2Cli.Warn(w);
 
-        using var pixels = processor.PreprocessFiles(settings.Images);
+        var paths = ImageInputs.Expand(settings.Images);
+        ImageInputs.RequireReadable(paths, decode);
+        using var pixels = processor.PreprocessFiles(paths);
         string? dir = Path.GetDirectoryName(Path.GetFullPath(settings.Out));
         if (dir is not null) Directory.CreateDirectory(dir);
         SafetensorsWriter.Save(settings.Out, [new("pixel_values", pixels)], new Dictionary<string, string> { ["format"] = "pt" });

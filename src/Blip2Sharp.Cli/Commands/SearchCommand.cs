@@ -28,11 +28,13 @@ public sealed class SearchCommand : Command<SearchCommand.Settings>
 
         [CommandOption("--top <K>")]
         [Description("How many results.")]
+        [DefaultValue(10)]
         public int Top { get; init; } = 10;
 
         [CommandOption("--rerank <N>")]
-        [Description("Re-rank the best N by ITM (0 = ITC only). Default 128, as the paper.")]
-        public int Rerank { get; init; } = 128;
+        [Description("Text queries: re-rank the best N by ITM, score = ITM match logit + ITC (0 = ITC only). Default " +
+            "128, as the paper. Image queries rank by similarity alone (ITM scores an image against a text).")]
+        public int? Rerank { get; init; }
 
         [CommandOption("--json")]
         [Description("Print JSON.")]
@@ -44,6 +46,9 @@ public sealed class SearchCommand : Command<SearchCommand.Settings>
             : Text is not null && string.IsNullOrWhiteSpace(Text) ? ValidationResult.Error("the search text is empty.")
             : Top < 1 ? ValidationResult.Error("--top must be at least 1.")
             : Rerank < 0 ? ValidationResult.Error("--rerank must be 0 or more.")
+            : Image is not null && Rerank > 0 ? ValidationResult.Error(
+                "--rerank applies to text queries: ITM scores an image against a text, so an image query ranks by " +
+                "similarity alone; leave --rerank out (or give 0).")
             : ValidationResult.Success();
     }
 
@@ -56,7 +61,7 @@ public sealed class SearchCommand : Command<SearchCommand.Settings>
         if (store.Fingerprint is { } f && !f.StartsWith(retriever.Fingerprint + ";", StringComparison.Ordinal))
             throw new Blip2Exception($"{settings.Db} was built with another model or preprocessing; search it with the model that built it.");
         var hits = settings.Text is not null
-            ? ImageIndex.SearchText(retriever, store, settings.Text, settings.Top, settings.Rerank)
+            ? ImageIndex.SearchText(retriever, store, settings.Text, settings.Top, settings.Rerank ?? 128)
             : ImageIndex.SearchImage(retriever, store, settings.Image!, settings.Top);
         string root = store.Fingerprint is null ? "" : ImageIndex.RootOf(store);
         if (settings.Json)
@@ -67,7 +72,11 @@ public sealed class SearchCommand : Command<SearchCommand.Settings>
             }, new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }
-        var table = new Table().Border(TableBorder.Rounded).AddColumn("#").AddColumn("image").AddColumn(new TableColumn("score").RightAligned())
+        // The score is the ranking key: the ITC cosine, or after re-ranking ITM match logit + ITC (not a similarity).
+        bool reranked = hits.Any(h => h.ItmLogit is not null);
+        string scoreName = settings.Image is not null ? "similarity" : reranked ? "score (ITM + ITC)" : "ITC";
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("#").AddColumn("image")
+            .AddColumn(new TableColumn(scoreName).RightAligned())
             .AddColumn(new TableColumn("ITC").RightAligned()).AddColumn(new TableColumn("ITM logit").RightAligned());
         for (int i = 0; i < hits.Count; i++)
             table.AddRow((i + 1).ToString(), Markup.Escape(Path.Combine(root, hits[i].Path)), $"{hits[i].Score:F4}", $"{hits[i].Itc:F4}", hits[i].ItmLogit is { } l ? $"{l:F4}" : "-");

@@ -21,7 +21,7 @@ public sealed class TokenizeCommand : Command<TokenizeCommand.Settings>
         public string[] Texts { get; init; } = [];
 
         [CommandOption("--json")]
-        [Description("Print JSON: {\"results\": [{\"text\", \"ids\", \"tokens\", \"decoded\"}]}.")]
+        [Description("Print JSON: {\"results\": [[{\"text\", \"ids\", \"tokens\", \"decoded\"}]]}.")]
         public bool Json { get; init; }
     }
 

@@ -29,6 +29,7 @@ public sealed record Blip2Config
     /// <summary>Reads DIR/config.json (or a config.json path).</summary>
     public static Blip2Config Load(string path, ConfigWarnings warnings)
     {
+        if (Path.GetFileName(path) != "config.json") Loading.CheckpointFolder.RequireNotFile(path);
         if (!Directory.Exists(path) && !File.Exists(path))
             throw new DirectoryNotFoundException($"{path}: no such model folder. A BLIP-2 checkpoint is a folder holding config.json, the weights (model.safetensors) and the tokenizer and preprocessor files, as downloaded from the Hugging Face hub (e.g. Salesforce/blip2-opt-2.7b).");
         string file = Directory.Exists(path) ? Path.Combine(path, "config.json") : path;

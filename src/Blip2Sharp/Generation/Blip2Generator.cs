@@ -126,11 +126,11 @@ public sealed class Blip2Generator(Blip2ForConditionalGeneration model)
         int rows = batch * perInput;
         if (perInput > 1)
         {
-            var expand = arange(batch, dtype: ScalarType.Int64).repeat_interleave(perInput);
+            var expand = arange(batch, dtype: ScalarType.Int64, device: Model.Device).repeat_interleave(perInput);
             state.Select(expand);
             logits = logits.index_select(0, expand);
         }
-        var generator = o.DoSample ? new Generator(o.Seed ?? (ulong)Random.Shared.NextInt64()) : null;
+        var generator = o.DoSample ? new Generator(o.Seed ?? (ulong)Random.Shared.NextInt64(), Model.Device) : null;
         var history = Enumerable.Range(0, rows).Select(_ => state.InitialHistory.ToList()).ToList();
         var produced = Enumerable.Range(0, rows).Select(_ => new List<int>()).ToList();
         var finished = new bool[rows];
@@ -162,7 +162,7 @@ public sealed class Blip2Generator(Blip2ForConditionalGeneration model)
                 }
                 if (finished.All(f => f) || step == o.MaxNewTokens - 1) break;
                 logits.Dispose();
-                logits = state.Next(tensor(ids)).DetachFromDisposeScope();
+                logits = state.Next(tensor(ids, device: Model.Device)).DetachFromDisposeScope();
             }
         }
         finally
@@ -178,7 +178,7 @@ public sealed class Blip2Generator(Blip2ForConditionalGeneration model)
     {
         int beams = o.NumBeams;
         var first = state.Next(null);
-        var expand = arange(batch, dtype: ScalarType.Int64).repeat_interleave(beams);
+        var expand = arange(batch, dtype: ScalarType.Int64, device: Model.Device).repeat_interleave(beams);
         state.Select(expand);
         var logits = first.index_select(0, expand);
         int rows = batch * beams;
@@ -203,7 +203,7 @@ public sealed class Blip2Generator(Blip2ForConditionalGeneration model)
                 var logp = logits.log_softmax(-1);
                 var processed = LogitsProcessors.Apply(logp, history, step, o, eos);
                 long vocab = processed.shape[1];
-                var total = processed + tensor(beamScores, dtype: ScalarType.Float32).unsqueeze(1);   // [B·beams, V]
+                var total = processed + tensor(beamScores, ScalarType.Float32, logits.device).unsqueeze(1); // [B·beams, V]
                 var (topScores, topIdx) = total.view(batch, beams * vocab).topk(keep, dim: 1);          // [B, keep]
                 var s = topScores.data<float>().ToArray();
                 var idx = topIdx.data<long>().ToArray();
@@ -242,13 +242,13 @@ public sealed class Blip2Generator(Blip2ForConditionalGeneration model)
                     }
                     done[b] = done[b] || hyps[b].IsDone(s[b * keep], curLen, promptLen);
                 }
-                var source = tensor(nextSource);
+                var source = tensor(nextSource, device: Model.Device);
                 history = Enumerable.Range(0, rows).Select(r => history[(int)nextSource[r]].Append((int)nextTokens[r]).ToList()).ToList();
                 beamScores = nextScores;
                 if (done.All(d => d) || step == o.MaxNewTokens - 1) break;
                 state.Select(source);
                 logits.Dispose();
-                logits = state.Next(tensor(nextTokens)).DetachFromDisposeScope();
+                logits = state.Next(tensor(nextTokens, device: Model.Device)).DetachFromDisposeScope();
             }
         }
         finally

@@ -22,6 +22,7 @@ public sealed record CheckpointInfo
 
     public static CheckpointInfo Read(string folder)
     {
+        CheckpointFolder.RequireNotFile(folder);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{folder}: checkpoint folder not found.");
         string P(string f) => Path.Combine(folder, f);
         var warnings = new ConfigWarnings();

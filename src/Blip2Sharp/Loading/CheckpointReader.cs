@@ -36,6 +36,7 @@ public sealed class CheckpointReader : IDisposable
 
     public static CheckpointReader Open(string folder)
     {
+        CheckpointFolder.RequireNotFile(folder);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{folder}: checkpoint folder not found.");
         string P(string f) => System.IO.Path.Combine(folder, f);
         if (File.Exists(P("model.safetensors"))) return OpenSafetensors([P("model.safetensors")], null);

@@ -98,13 +98,25 @@ public sealed class Blip2Pipeline : IDisposable
     public string Decode(IEnumerable<int> tokens) =>
         Processor.Tokenizer.Decode(tokens.Where(t => t < Processor.Tokenizer.Count), skipSpecialTokens: true).Trim();
 
+    /// <summary>
+    /// Null when the prompt, the image tokens and max_new_tokens fit the language model's positions (OPT's learned
+    /// positions end at max_position_embeddings; T5's relative positions have no end), else why not.
+    /// </summary>
+    public string? ContextProblem(string prompt, GenerationOptions options)
+    {
+        if (Model.Config.TextConfig is not OptConfig opt) return null;
+        int length = Processor.Tokenizer.Encode(prompt).Ids.Count;
+        int needed = Model.Config.NumQueryTokens + length + options.MaxNewTokens;
+        return needed <= opt.MaxPositionEmbeddings ? null
+            : $"the prompt ({length} tokens) + {Model.Config.NumQueryTokens} image tokens + max_new_tokens " +
+              $"{options.MaxNewTokens} = {needed} exceeds the language model's {opt.MaxPositionEmbeddings} positions; " +
+              "shorten the prompt or lower --max-new-tokens.";
+    }
+
     private void CheckPromptLength(IReadOnlyList<string> prompts, GenerationOptions options)
     {
-        if (Model.Config.TextConfig is not OptConfig opt) return;
-        int longest = prompts.Max(p => Processor.Tokenizer.Encode(p).Ids.Count);
-        int needed = Model.Config.NumQueryTokens + longest + options.MaxNewTokens;
-        if (needed > opt.MaxPositionEmbeddings)
-            throw new ArgumentException($"the prompt ({longest} tokens) + {Model.Config.NumQueryTokens} image tokens + max_new_tokens {options.MaxNewTokens} = {needed} exceeds the language model's {opt.MaxPositionEmbeddings} positions; shorten the prompt or lower --max-new-tokens.");
+        foreach (var p in prompts)
+            if (ContextProblem(p, options) is { } problem) throw new ArgumentException(problem);
     }
 
     public void Dispose() => Model.Dispose();

@@ -7,7 +7,9 @@ namespace Blip2Sharp.Tasks;
 
 /// <summary>
 /// Multi-turn chat about one image: the context is chained as "Question: … Answer: … ." before the new question,
-/// as the BLIP-2 demos do; the image prefix is computed for every turn from the cached pixel values.
+/// as the BLIP-2 demos do; the image prefix is computed for every turn from the cached pixel values. When the
+/// conversation outgrows the language model's context, the oldest turns are left out of it (<see cref="TurnsLeftOut"/>
+/// says how many); a question too long to fit even alone is refused (ArgumentException) and the session goes on.
 /// </summary>
 public sealed class ChatSession(Blip2Pipeline pipeline, string imagePath) : IDisposable
 {
@@ -16,20 +18,48 @@ public sealed class ChatSession(Blip2Pipeline pipeline, string imagePath) : IDis
 
     public IReadOnlyList<(string Question, string Answer)> Turns => _turns;
 
-    /// <summary>The prompt for the next question, with every earlier turn in front.</summary>
+    /// <summary>How many of the oldest turns no longer fit the context and are left out of the prompt.</summary>
+    public int TurnsLeftOut { get; private set; }
+
+    /// <summary>The prompt for the next question, with every earlier turn still in the context in front.</summary>
     public string PromptFor(string question)
     {
         var sb = new StringBuilder();
-        foreach (var (q, a) in _turns) sb.Append(pipeline.VqaPrompt(q)).Append(' ').Append(a).Append(". ");
+        foreach (var (q, a) in _turns.Skip(TurnsLeftOut)) sb.Append(pipeline.VqaPrompt(q)).Append(' ').Append(a).Append(". ");
         sb.Append(pipeline.VqaPrompt(question));
         return sb.ToString();
+    }
+
+    /// <summary>The prompt for the question, leaving out the oldest turns while it does not fit the context.</summary>
+    private string FittingPrompt(string question, GenerationOptions options)
+    {
+        string prompt = PromptFor(question);
+        while (pipeline.ContextProblem(prompt, options) is { } problem)
+        {
+            if (TurnsLeftOut == _turns.Count)
+                throw new ArgumentException(_turns.Count == 0 ? problem : $"this question alone: {problem}");
+            TurnsLeftOut++;
+            prompt = PromptFor(question);
+        }
+        return prompt;
     }
 
     /// <summary>Streams the answer's text as tokens arrive; the turn is recorded when the answer is complete.</summary>
     public async IAsyncEnumerable<string> AskAsync(string question, GenerationOptions options, [EnumeratorCancellation] CancellationToken ct = default)
     {
         if (string.IsNullOrWhiteSpace(question)) throw new ArgumentException("the question is empty.");
-        var (ids, mask) = pipeline.Processor.EncodePrompts([PromptFor(question)], padLeft: pipeline.IsDecoderOnly);
+        int leftOut = TurnsLeftOut;
+        string prompt;
+        try
+        {
+            prompt = FittingPrompt(question, options);
+        }
+        catch (ArgumentException)
+        {
+            TurnsLeftOut = leftOut;                                   // a refused question changes nothing
+            throw;
+        }
+        var (ids, mask) = pipeline.Processor.EncodePrompts([prompt], padLeft: pipeline.IsDecoderOnly);
         var tokens = new List<int>();
         string shown = "";
         await foreach (var token in pipeline.Generator.Stream(_pixels, ids, mask, options, ct))

@@ -94,13 +94,17 @@ public static class ImageIndex
         store.Fingerprint?.Split(';').FirstOrDefault(p => p.StartsWith("root="))?["root=".Length..]
         ?? throw new Blip2Exception("the index is empty: run `blip2 index FOLDER` first.");
 
-    /// <summary>ITC scores [N] of one query embedding [D] against every stored embedding [N, Q, D]: max over queries.</summary>
+    /// <summary>
+    /// ITC scores [N] of one query embedding [D] against every stored embedding [N, Q, D]: max over queries. Both
+    /// sides are unit vectors, so a score is a cosine; the float16 storage can round one a little past ±1, which is
+    /// clamped back.
+    /// </summary>
     public static Tensor ItcScores(Tensor stored, Tensor query)
     {
         using var scope = NewDisposeScope();
         long n = stored.shape[0], q = stored.shape[1], d = stored.shape[2];
         var sims = stored.view(n * q, d).matmul(query);  // [N·Q]: one pass over every stored vector
-        return sims.view(n, q).amax([1]).MoveToOuterDisposeScope();
+        return sims.view(n, q).amax([1]).clamp(-1, 1).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -137,7 +141,10 @@ public static class ImageIndex
         return reranked.OrderByDescending(h => h.Score).Concat(hits.Skip(rerank)).Take(top).ToList();
     }
 
-    /// <summary>Image search: the stored images most similar to a query image (max over query pairs of dot products).</summary>
+    /// <summary>
+    /// Image search: the stored images most similar to a query image (max over query pairs of the cosines, clamped to
+    /// ±1 as in <see cref="ItcScores"/>). No ITM re-ranking: ITM scores an image against a text.
+    /// </summary>
     public static List<SearchHit> SearchImage(Blip2Retriever retriever, IVectorStore store, string imagePath, int top)
     {
         var (paths, stored) = store.LoadAll();
@@ -147,7 +154,7 @@ public static class ImageIndex
         using var scope = NewDisposeScope();
         long n = stored.shape[0], q = stored.shape[1], d = stored.shape[2];
         var sims = stored.view(n * q, d).matmul(query.Embeds[0].t());              // [N·Q, Q']
-        var scores = sims.view(n, -1).amax([1]);                                     // [N]
+        var scores = sims.view(n, -1).amax([1]).clamp(-1, 1);                       // [N]
         var (values, indices) = scores.topk(Math.Min(top, paths.Count));
         var v = values.data<float>().ToArray();
         return indices.data<long>().ToArray().Select((i, j) => new SearchHit(paths[(int)i], v[j], null, v[j])).ToList();

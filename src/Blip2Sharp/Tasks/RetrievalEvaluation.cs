@@ -16,7 +16,11 @@ public static class RetrievalEvaluation
 {
     public sealed record Dataset(List<string> Images, List<string> Texts, int[] TextToImage, List<int>[] ImageToTexts);
 
-    /// <summary>JSONL, one line per image: {"image": path, "caption": text or [texts]} ("captions" also read); paths relative to the file.</summary>
+    /// <summary>
+    /// JSONL of {"image": path, "caption": text or [texts]} ("captions" also read), paths relative to the file: one
+    /// line per image, or one line per caption (as `blip2 demo data` and the trainer's data write them). Lines naming
+    /// the same image are one image with all their captions, in the order first seen.
+    /// </summary>
     public static Dataset Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
@@ -25,6 +29,7 @@ public static class RetrievalEvaluation
         var texts = new List<string>();
         var t2i = new List<int>();
         var i2t = new List<List<int>>();
+        var indexOf = new Dictionary<string, int>(StringComparer.Ordinal);
         int lineNo = 0;
         foreach (var line in File.ReadLines(path))
         {
@@ -47,9 +52,13 @@ public static class RetrievalEvaluation
                 _ => throw new InvalidConfigException($"{path}:{lineNo}: no \"caption\" (a text or a list of texts)."),
             };
             if (captions.Count == 0 || captions.Any(string.IsNullOrWhiteSpace)) throw new InvalidConfigException($"{path}:{lineNo}: an empty caption.");
-            int index = images.Count;
-            images.Add(Path.IsPathRooted(image) ? image : Path.Combine(dir, image));
-            i2t.Add([]);
+            string full = Path.GetFullPath(Path.IsPathRooted(image) ? image : Path.Combine(dir, image));
+            if (!indexOf.TryGetValue(full, out int index))
+            {
+                indexOf[full] = index = images.Count;
+                images.Add(full);
+                i2t.Add([]);
+            }
             foreach (var c in captions)
             {
                 i2t[index].Add(texts.Count);

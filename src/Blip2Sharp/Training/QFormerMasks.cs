@@ -21,8 +21,9 @@ public static class QFormerMasks
     {
         using var scope = NewDisposeScope();
         long b = textMask.shape[0], t = textMask.shape[1], n = queries + t;
-        var m = zeros([n, n], ScalarType.Int64);
-        var rowsQ = arange(n).lt(queries);
+        var device = textMask.device;                                             // built where the text mask lives
+        var m = zeros([n, n], ScalarType.Int64, device);
+        var rowsQ = arange(n, device: device).lt(queries);
         for (int r = 0; r < 2; r++)
         {
             for (int c = 0; c < 2; c++)
@@ -30,11 +31,11 @@ public static class QFormerMasks
                 bool rowQ = r == 0, colQ = c == 0;
                 if (!allowed(rowQ, colQ)) continue;
                 var block = (rowQ ? rowsQ : rowsQ.logical_not()).unsqueeze(1).logical_and((colQ ? rowsQ : rowsQ.logical_not()).unsqueeze(0));
-                if (causal && !rowQ && !colQ) block = block.logical_and(ones(n, n, dtype: ScalarType.Bool).tril());
+                if (causal && !rowQ && !colQ) block = block.logical_and(ones(n, n, dtype: ScalarType.Bool, device: device).tril());
                 m = m.logical_or(block).to(ScalarType.Int64);
             }
         }
-        var keys = cat([ones(b, queries, dtype: ScalarType.Int64), textMask.to(ScalarType.Int64)], 1); // [B, Q + T]
+        var keys = cat([ones(b, queries, dtype: ScalarType.Int64, device: device), textMask.to(ScalarType.Int64)], 1); // [B, Q + T]
         return (m.unsqueeze(0) * keys.unsqueeze(1)).MoveToOuterDisposeScope();                           // [B, Q + T, Q + T]
     }
 
