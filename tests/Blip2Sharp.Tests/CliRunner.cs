@@ -9,12 +9,16 @@ public static class CliRunner
 
     public static Result Run(params string[] args) => RunWith(new Dictionary<string, string>(), args);
 
-    /// <summary>Runs blip2 with extra environment variables.</summary>
-    public static Result RunWith(IReadOnlyDictionary<string, string> environment, params string[] args)
+    /// <summary>Runs blip2 with this text on its standard input.</summary>
+    public static Result RunWithInput(string input, params string[] args) => RunWith(new Dictionary<string, string>(), args, input);
+
+    /// <summary>Runs blip2 with extra environment variables (and standard input, if given; else none).</summary>
+    public static Result RunWith(IReadOnlyDictionary<string, string> environment, string[] args, string? input = null)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
+            RedirectStandardInput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = AppContext.BaseDirectory,
@@ -25,6 +29,8 @@ public static class CliRunner
         psi.Environment["COLUMNS"] = "200";
         foreach (var (k, v) in environment) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
+        if (input is not null) p.StandardInput.Write(input);
+        p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(TimeSpan.FromMinutes(5)))

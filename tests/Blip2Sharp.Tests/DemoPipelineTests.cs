@@ -23,7 +23,7 @@ public class DemoPipelineTests
             Stage2 = new TrainConfig { MaxSteps = 4, BatchSize = 4, WarmupSteps = 0, SaveEvery = 4, LogEvery = 2, PromptAlignment = 5 },
         };
         var log = new List<string>();
-        var r = DemoPipeline.Run(work, o with { TestScenes = 6, Ablation = true }, log.Add);
+        var r = DemoPipeline.Run(work, o with { TestScenes = 6, HoldoutScenes = 4, Ablation = true }, log.Add);
         Assert.Contains(log, l => l.StartsWith("language model loss"));
         Assert.Contains(log, l => l.StartsWith("image encoder loss"));
         Assert.True(File.Exists(Path.Combine(work, "stage1", "metrics.csv")));
@@ -50,12 +50,32 @@ public class DemoPipelineTests
         using (var texts = retriever.EncodeTexts(["a red circle", "a blue square"]))
             Assert.Equal(new long[] { 1, 2 }, retriever.ItmProbabilities(images, texts).shape);
 
-        var eval = CliRunner.Run("demo", "eval", "--model", work, "--scenes", "6", "--seed", "4", "--json");
+        string predictions = Path.Combine(Fixtures.TempDir(), "predictions.jsonl");
+        var eval = CliRunner.Run("demo", "eval", "--model", work, "--scenes", "6", "--holdout-scenes", "4", "--seed", "4", "--json",
+            "--predictions", predictions);
         Assert.True(eval.ExitCode == 0, eval.Stderr);
         var j = System.Text.Json.Nodes.JsonNode.Parse(eval.Stdout)!;
         foreach (var k in new[] { "caption_accuracy", "vqa_accuracy", "retrieval_t2i_r1", "retrieval_i2t_r1" })
             Assert.InRange((double)j[k]!, 0.0, 1.0);
         Assert.Equal(6, (int)j["test_images"]!);
+        Assert.Equal(4, (int)j["holdout"]!["test_images"]!);
+        // Every prediction, written as the issue asks; no scene shares its key with a training scene of the model.
+        var trained = File.ReadLines(Path.Combine(r.ModelDir, "train_keys.txt")).ToHashSet();
+        var lines = File.ReadLines(predictions).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).ToList();
+        static string Key(System.Text.Json.Nodes.JsonNode s) => (string)s["background"]! + "|" + string.Join("|", s["objects"]!.AsArray()
+            .Select(o => $"{o!["size"]} {o["color"]} {o["shape"]} {o["column"]}").Order(StringComparer.Ordinal));
+        var trainScenes = File.ReadLines(Path.Combine(work, "data", "train_scenes.jsonl"))
+            .Select(l => Key(System.Text.Json.Nodes.JsonNode.Parse(l)!)).ToHashSet();
+        Assert.Equal(trainScenes.Order(StringComparer.Ordinal), trained.Order(StringComparer.Ordinal));
+        Assert.All(lines, l => Assert.DoesNotContain(Key(l["scene"]!), trained));
+        var captions = lines.Where(l => l["question"] is null && l["split"] is null).ToList();
+        Assert.Equal(6, captions.Count);
+        Assert.Equal((double)j["caption_accuracy"]!, captions.Count(l => (bool)l["correct"]!) / 6.0, 9);
+        Assert.All(lines, l => Assert.NotNull(l["expected"]));
+        Assert.All(lines, l => Assert.NotNull(l["predicted"]));
+        var answers = lines.Where(l => l["question"] is not null && l["split"] is null).ToList();
+        Assert.Equal((double)j["vqa_accuracy"]!, answers.Count(l => (bool)l["correct"]!) / (double)answers.Count, 9);
+        Assert.Equal(4, lines.Count(l => l["question"] is null && (string?)l["split"] == "holdout"));
 
         // `blip2 demo` on this model: new scenes, judged against their own truth, written out.
         string show = Fixtures.TempDir();
@@ -79,7 +99,7 @@ public class DemoPipelineTests
     {
         string work = Fixtures.TempDir(), marker = Path.Combine(Fixtures.TempDir(), "crashed");
         var r = CliRunner.RunWith(new Dictionary<string, string> { ["BLIP2_TEST_CRASH_ONCE"] = marker },
-            "demo", "train", "--out", work, "--scenes", "20", "--steps", "3", "--test-scenes", "4", "--seed", "2");
+            ["demo", "train", "--out", work, "--scenes", "20", "--steps", "3", "--test-scenes", "4", "--seed", "2"]);
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.True(File.Exists(marker));                                            // the first child did abort
         Assert.Contains("the native library crashed (signal 6, attempt 1 of 4)", r.Stderr);

@@ -27,9 +27,10 @@ public sealed class DemoEvalCommand : Command<DemoEvalCommand.Settings>
 
         [CommandOption("--holdout-scenes <N>")]
         [Description("Test scenes that hold the colour-shape pair no training scene holds (purple triangle), scored apart " +
-            "(default 300; 0: none).")]
-        [DefaultValue(300)]
-        public int HoldoutScenes { get; init; } = 300;
+            "(default 300, or --scenes if fewer; 0: none).")]
+        public int? HoldoutScenesOption { get; init; }
+
+        public int HoldoutScenes => HoldoutScenesOption ?? Math.Min(300, Scenes);
 
         [CommandOption("--predictions <FILE>")]
         [Description("Write every scored prediction to FILE.jsonl, one JSON object a line: image, scene (background and " +

@@ -52,7 +52,8 @@ public sealed class DemoTrainCommand : Command<DemoTrainCommand.Settings>
         NativeCrashRestart.CrashOnceIfAsked();
         var o = new DemoPipeline.Options { Seed = s.Seed, Evaluate = !s.NoEval, Ablation = s.Ablation };
         if (s.Scenes is { } n) o = o with { TrainScenes = n };
-        if (s.TestScenes is { } t) o = o with { TestScenes = t };
+        // A smaller test split (toy runs) takes a held-out split of the same size at most.
+        if (s.TestScenes is { } t) o = o with { TestScenes = t, HoldoutScenes = Math.Min(o.HoldoutScenes, t) };
         if (s.Steps is { } k)
         {
             o = o with
