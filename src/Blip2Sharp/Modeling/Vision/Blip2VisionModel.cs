@@ -25,6 +25,20 @@ public sealed class Blip2VisionModel : nn.Module
 
     public Blip2VisionConfig Config { get; }
 
+    /// <summary>post_layernorm: LAVIS's ln_vision, which trains in both stages while the encoder is frozen.</summary>
+    public LayerNorm PostLayernorm => _postLayernorm;
+
+    /// <summary>The encoder's last output before post_layernorm [B, 1 + N, D] (LAVIS's frozen visual_encoder).</summary>
+    public Tensor EncoderOutput(Tensor pixelValues, int dropLastLayers = 0)
+    {
+        if (dropLastLayers < 0 || dropLastLayers >= _encoder.Layers.Count)
+            throw new ArgumentOutOfRangeException(nameof(dropLastLayers), $"can drop 0 to {_encoder.Layers.Count - 1} of {_encoder.Layers.Count} layers.");
+        using var scope = NewDisposeScope();
+        var h = _embeddings.forward(pixelValues);
+        foreach (var layer in _encoder.Layers.Take(_encoder.Layers.Count - dropLastLayers)) h = layer.forward(h);
+        return h.MoveToOuterDisposeScope();
+    }
+
     public Blip2VisionModel(Blip2VisionConfig c, ModelOptions o) : base(nameof(Blip2VisionModel))
     {
         Config = c;
