@@ -108,4 +108,100 @@ public class LavisTrainingTests
             new Generator(0), negatives: Negatives(g, "rep."));
         g.Loss("rep.loss_itc_without_image_id", plain.Itc);
     }
+
+    private static (Stage2Objective Objective, Dictionary<string, TorchSharp.Modules.Parameter> Trainable) Stage2(string fixture,
+        string prompt = "")
+    {
+        string dir = Fixtures.Dir(fixture);
+        var model = Blip2ForConditionalGeneration.FromPretrained(dir);
+        var objective = new Stage2Objective(model, Tokenizer.FromPretrained(dir)) { Prompt = prompt };
+        model.eval();                                                             // the fixture: dropout off
+        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToDictionary(p => p.name, p => p.parameter);
+        return (objective, trainable);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("prompt.")]
+    public void Stage2OptLossAndEveryGradientEqualLavis(string prefix)
+    {
+        var g = new Golden("train-stage2-opt");
+        string prompt = prefix == "" ? "" : (string)g.Manifest["prompt"]!;
+        var (objective, trainable) = Stage2("train-stage2-opt", prompt);
+        // LAVIS's text_input: the caption (the prompt, when there is one, is put in front by the objective).
+        var texts = g.Manifest["texts"]!.AsArray().Select(t => (string)t!).ToList();
+        var loss = objective.Loss(g.X["pixel_values"], texts);
+        g.Loss(prefix + "loss", loss);
+        loss.backward();
+        Assert.Equal(trainable.Count, g.Gradients(prefix + "grad.", trainable));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("prefix.")]
+    public void Stage2FlanT5LossAndEveryGradientEqualLavis(string prefix)
+    {
+        var g = new Golden("train-stage2-t5");
+        var (objective, trainable) = Stage2("train-stage2-t5");
+        static List<string> Texts(JsonNode node) => node is JsonArray a ? [.. a.Select(t => (string)t!)] : [];
+        var inputs = Texts(g.Manifest[prefix + "text_input"]!);
+        var outputs = Texts(g.Manifest[prefix + "text_output"]!);
+        Assert.Equal(3, outputs.Count);
+        var loss = objective.T5Loss(g.X["pixel_values"], inputs, outputs);
+        g.Loss(prefix + "loss", loss);
+        loss.backward();
+        Assert.Equal(trainable.Count, g.Gradients(prefix + "grad.", trainable));
+        if (prefix == "")
+        {
+            // The trainer's path for captions: text_input "" for every caption, as LAVIS's caption datasets give it.
+            Assert.All(inputs, t => Assert.Equal("", t));
+            using var noGrad = no_grad();
+            g.Loss("loss", objective.Loss(g.X["pixel_values"], outputs));
+        }
+    }
+
+    [Fact]
+    public void OneAdamWStepWithLavissGroupsGivesItsParameters()
+    {
+        var g = new Golden("train-stage1");
+        var (objective, trainable) = Stage1();
+        using var losses = objective.Forward(g.X["pixel_values"], g.X["input_ids"], g.X["attention_mask"], new Generator(0),
+            negatives: Negatives(g, ""));
+        losses.Total.backward();
+        // The groups LAVIS made (golden.json adamw_step.param_groups): every tensor in the group of its weight decay.
+        using var adamw = new AdamW(trainable.Select(kv => (kv.Key, kv.Value))) { WeightDecay = 0.05 };
+        var decayed = g.Manifest["adamw_step"]!["param_groups"]!.AsArray()
+            .Where(x => (double)x!["weight_decay"]! > 0).SelectMany(x => x!["params"]!.AsArray().Select(n => (string)n!)).ToHashSet();
+        Assert.Equal(decayed.Order(), adamw.Parameters.Where(p => p.Decay).Select(p => p.Name).Order());
+        Assert.Equal(trainable.Count, adamw.Parameters.Count);
+        adamw.Update((double)g.Manifest["adamw_step"]!["lr"]!);
+        int n = 0;
+        foreach (var key in g.X.Keys.Where(k => k.StartsWith("adamw_step.")))
+        {
+            var after = trainable[key["adamw_step.".Length..]];
+            double diff = (after.detach() - g.X[key]).abs().max().item<float>();
+            Assert.True(diff <= 1e-6, $"{key}: max |diff| {diff:E3}");
+            n++;
+        }
+        Assert.Equal(8, n);
+    }
+
+    [Fact]
+    public void TheLearningRateFollowsLavissTables()
+    {
+        // stage 1: warm-up 5,000 steps, stage 2: 2,000; init 1e-4, min 1e-5, warmup_lr 1e-6, 10 epochs.
+        var tables = g_schedule();
+        foreach (var (name, warmup) in new[] { ("lr_table_stage1", 5000), ("lr_table_stage2", 2000) })
+        {
+            var schedule = new LavisLrSchedule(1e-4, 1e-5, 1e-6, warmup, 10);
+            var rows = tables.First(kv => kv.Key.StartsWith(name)).Value!.AsArray();
+            Assert.True(rows.Count >= 10);
+            foreach (var r in rows)
+                Assert.Equal((double)r!["lr"]!, schedule.At((int)r["epoch"]!, (int)r["step_in_epoch"]!), 12);
+        }
+        // Counted in steps over epochs of 3 steps: epoch 1 starts at step 3.
+        Assert.Equal(new LavisLrSchedule(1e-4, 1e-5, 1e-6, 5000, 10).At(1, 0), new LavisLrSchedule(1e-4, 1e-5, 1e-6, 5000, 10).AtStep(3, 3));
+
+        static JsonObject g_schedule() => Fixtures.Manifest("train-stage1")["schedule_and_optimizer"]!.AsObject();
+    }
 }

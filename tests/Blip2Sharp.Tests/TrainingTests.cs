@@ -106,38 +106,23 @@ public class TrainingTests
         using var objective = new Stage1Objective(model, tokenizer.BosTokenId!.Value, tokenizer.PadTokenId!.Value);
         ModelInit.Randomize(objective.ItgHead, 1);
         objective.TrainMode();
-        var frozen = model.VisionModel.named_parameters().ToDictionary(p => p.name, p => p.parameter.clone());
+        // As LAVIS: the image encoder is frozen but its final LayerNorm (ln_vision) trains.
+        static bool Trains(string visionName) => visionName.StartsWith("post_layernorm.");
+        var frozen = model.VisionModel.named_parameters().Where(p => !Trains(p.name)).ToDictionary(p => p.name, p => p.parameter.clone());
         var before = model.QFormer.named_parameters().ToDictionary(p => p.name, p => p.parameter.clone());
         var x = Fixtures.Goldens("tiny-itm");
         var losses = objective.Forward(x["pixel_values"], x["input_ids"], x["attention_mask"], new Generator(1));
         losses.Total.backward();
-        Assert.All(model.VisionModel.parameters(), p => Assert.True(p.grad is null));
+        Assert.All(model.VisionModel.named_parameters(), p => Assert.Equal(Trains(p.name), p.parameter.grad is not null));
         Assert.Contains(model.QFormer.parameters(), p => p.grad is not null && p.grad.abs().sum().item<float>() > 0);
         Assert.NotNull(objective.Temp.grad);
         using var opt = new AdamW(objective.named_parameters().Select(p => (p.name, p.parameter)));
-        Assert.DoesNotContain(opt.Parameters, p => p.Name.StartsWith("model.vision_model."));
+        Assert.Equal(["model.vision_model.post_layernorm.bias", "model.vision_model.post_layernorm.weight"],
+            opt.Parameters.Where(p => p.Name.StartsWith("model.vision_model.")).Select(p => p.Name).Order());
         opt.Update(1e-3);
-        foreach (var (name, p) in model.VisionModel.named_parameters()) Assert.True(Fixtures.SameBits(frozen[name], p), $"{name} changed");
+        foreach (var (name, p) in model.VisionModel.named_parameters().Where(p => !Trains(p.name)))
+            Assert.True(Fixtures.SameBits(frozen[name], p), $"{name} changed");
         Assert.Contains(model.QFormer.named_parameters(), p => !Fixtures.SameBits(before[p.name], p.parameter));
-    }
-
-    [Fact]
-    public void Stage2LossIsTheReferenceLegacyPathLoss()
-    {
-        // The fixture's loss_hf_legacy_path: transformers' Blip2ForConditionalGeneration (no image tokens) on LAVIS's
-        // text (caption + "\n", BOS, right padding, truncation at 32 that cuts the long caption's "\n"), pads -100.
-        string dir = Fixtures.Dir("train-stage2-opt");
-        using var model = Blip2ForConditionalGeneration.FromPretrained(dir);
-        var objective = new Stage2Objective(model, Tokenizer.FromPretrained(dir));
-        model.eval();
-        var x = Fixtures.Goldens("train-stage2-opt");
-        var texts = Fixtures.Manifest("train-stage2-opt")["texts"]!.AsArray().Select(t => t!.GetValue<string>()).ToList();
-        using var noGrad = no_grad();
-        float loss = objective.Loss(x["pixel_values"], texts, new Random(0)).item<float>();
-        Assert.Equal(x["loss_hf_legacy_path"].item<float>(), loss, 1e-5f);
-        Assert.All(model.VisionModel.parameters(), p => Assert.False(p.requires_grad));
-        Assert.All(model.Opt!.parameters(), p => Assert.False(p.requires_grad));
-        Assert.True(model.QueryTokens.requires_grad && model.LanguageProjectionLayer.Weight.requires_grad);
     }
 
     [Fact]
@@ -152,8 +137,8 @@ public class TrainingTests
         var aligned = new Stage2Objective(model, tokenizer) { PromptAlignment = 2.5, PromptText = c => c == "two dogs" ? "dogs" : c };
         Assert.Equal(["loss", "loss_align"], aligned.Names);
         using var noGrad = no_grad();
-        var parts = aligned.Losses(x["pixel_values"], captions, new Random(0));
-        Assert.Equal(plain.Loss(x["pixel_values"], captions, new Random(0)).item<float>(), parts["loss"].item<float>(), 6);
+        var parts = aligned.Losses(x["pixel_values"], captions);
+        Assert.Equal(plain.Loss(x["pixel_values"], captions).item<float>(), parts["loss"].item<float>(), 6);
 
         // By hand: queries [B, Q, H] against the embeddings of [bos, pad, …, pad, text tokens].
         var prefix = model.ImagePrefix(x["pixel_values"]);
@@ -171,7 +156,7 @@ public class TrainingTests
         for (int i = 0; i < p.Length; i++) sum += (p[i] - e[i]) * (double)(p[i] - e[i]);
         double expected = 2.5 * sum / (2 * q);
         Assert.Equal(expected, parts["loss_align"].item<float>(), expected * 1e-5);
-        Assert.Equal(parts["loss"].item<float>() + parts["loss_align"].item<float>(), aligned.Loss(x["pixel_values"], captions, new Random(0)).item<float>(), 5);
+        Assert.Equal(parts["loss"].item<float>() + parts["loss_align"].item<float>(), aligned.Loss(x["pixel_values"], captions).item<float>(), 5);
     }
 
     [Fact]
@@ -180,7 +165,7 @@ public class TrainingTests
         using var model = Blip2ForConditionalGeneration.FromPretrained(Fixtures.Dir("tiny-t5"));
         var objective = new Stage2Objective(model, Tokenizer.FromPretrained(Fixtures.Dir("tiny-t5"))) { PromptAlignment = 1 };
         var x = Fixtures.Goldens("tiny-t5");
-        var e = Assert.Throws<ArgumentException>(() => objective.Loss(x["pixel_values"], ["a cat"], new Random(0)));
+        var e = Assert.Throws<ArgumentException>(() => objective.Loss(x["pixel_values"], ["a cat"]));
         Assert.Contains("decoder-only", e.Message);
         // The trainer refuses before its first step: no metrics file.
         string outDir = Path.Combine(Fixtures.TempDir(), "t5");

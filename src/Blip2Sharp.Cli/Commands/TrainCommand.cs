@@ -48,6 +48,10 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--prompt-alignment <W>")]
         [Description("stage2, OPT: weight of the prompt alignment (not in the paper; 0, the default, is the paper's stage 2): pulls the soft prompt toward the word embeddings of the caption, so that the frozen LM reads it as it reads text.")]
         public double? PromptAlignment { get; init; }
+        [CommandOption("--prompt <TEXT>")]
+        [Description("stage2: LAVIS's prompt: OPT learns \"TEXT caption\" with TEXT's tokens masked, Flan-T5 reads TEXT " +
+            "after the queries. Default: none, as LAVIS's pre-training (its COCO caption fine-tuning: \"a photo of\").")]
+        public string? Prompt { get; init; }
         [CommandOption("--resume")] [Description("Continue from the latest checkpoint in --out.")] public bool Resume { get; init; }
 
         public override ValidationResult Validate() =>
@@ -68,6 +72,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
             Lr = s.Lr ?? config.Lr,
             Seed = s.Seed ?? config.Seed,
             PromptAlignment = s.PromptAlignment ?? config.PromptAlignment,
+            Prompt = s.Prompt ?? config.Prompt,
         };
         var trainer = new Trainer(s.Stage == "stage1" ? TrainStage.Stage1 : TrainStage.Stage2, s.Init, ImageTextData.Load(s.Data), s.Out, config)
         {

@@ -41,9 +41,19 @@ public static class DemoPipeline
         public long TestSeed { get; init; } = 12345;
         // No augmentation: a flip swaps left and right and a crop moves objects across cells, and captions name both.
         // No prefetch: see TrainConfig.Prefetch.
-        public TrainConfig Stage1 { get; init; } = new() { MaxSteps = 2000, BatchSize = 32, Lr = 1e-3, WarmupSteps = 100, SaveEvery = 500, LogEvery = 25, MaxTextTokens = 48, Augment = false, Prefetch = false };
+        // The demo's optimizer recipe (not LAVIS's defaults): β2 0.98, gradient clipping at 1, warm-up then a cosine
+        // per step; its objective is LAVIS's.
+        public TrainConfig Stage1 { get; init; } = new()
+        {
+            MaxSteps = 2000, BatchSize = 32, Lr = 1e-3, WarmupSteps = 100, SaveEvery = 500, LogEvery = 25, MaxTextTokens = 48,
+            Augment = false, Prefetch = false, Beta2 = 0.98, ClipGradNorm = 1, LrSchedule = "cosine_per_step",
+        };
         // Prompt alignment (not in the paper, see Stage2Objective.PromptAlignment): toward the scene's first caption.
-        public TrainConfig Stage2 { get; init; } = new() { MaxSteps = 2000, BatchSize = 32, Lr = 1e-3, WarmupSteps = 100, SaveEvery = 500, LogEvery = 25, MaxTextTokens = 48, Augment = false, Prefetch = false, PromptAlignment = 5 };
+        public TrainConfig Stage2 { get; init; } = new()
+        {
+            MaxSteps = 2000, BatchSize = 32, Lr = 1e-3, WarmupSteps = 100, SaveEvery = 500, LogEvery = 25, MaxTextTokens = 48,
+            Augment = false, Prefetch = false, PromptAlignment = 5, Beta2 = 0.98, ClipGradNorm = 1, LrSchedule = "cosine_per_step",
+        };
 
         /// <summary>The language model's options: descriptions placed where the soft prompt of <see cref="Queries"/> queries stands.</summary>
         public TextPretraining.Options TextWithPrompt => Text with { PromptLength = Queries };

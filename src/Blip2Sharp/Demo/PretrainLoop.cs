@@ -11,7 +11,7 @@ internal static class PretrainLoop
     public static (double First, double Last) Run(IEnumerable<(string, Parameter)> parameters, int steps, double lr, double weightDecay,
         Func<int, Tensor> lossAt, Action<int, double>? progress)
     {
-        using var optimizer = new AdamW(parameters) { WeightDecay = weightDecay };
+        using var optimizer = new AdamW(parameters) { WeightDecay = weightDecay, Beta2 = 0.98 };  // the demo's pre-training recipe
         var schedule = new LrSchedule(lr, lr / 10, lr / 100, Math.Max(1, steps / 20), steps);
         var losses = new List<double>();
         for (int step = 0; step < steps; step++)

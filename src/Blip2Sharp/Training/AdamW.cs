@@ -5,8 +5,11 @@ using Parameter = TorchSharp.Modules.Parameter;
 namespace Blip2Sharp.Training;
 
 /// <summary>
-/// AdamW with decoupled weight decay, written out so that its state (step, first and second moments) is saved and
-/// restored exactly with a checkpoint. Weight decay applies to matrices only: none on biases, norms and scalars.
+/// AdamW with decoupled weight decay (torch.optim.AdamW as LAVIS uses it, lavis/runners/runner_base.py:113), written
+/// out so that its state (step, first and second moments) is saved and restored exactly with a checkpoint. Weight
+/// decay as LAVIS's Blip2Base.get_optimizer_params groups it (lavis/models/blip2_models/blip2.py:116): none for 1-D
+/// tensors (biases, LayerNorm weights) and names ending in ".bias"; every other trainable tensor decays, the query
+/// tokens, the embeddings and the 0-dimensional temperature included.
 /// </summary>
 public sealed class AdamW : IDisposable
 {
@@ -14,7 +17,7 @@ public sealed class AdamW : IDisposable
     private readonly Dictionary<string, (Tensor M, Tensor V)> _state = [];
 
     public double Beta1 { get; init; } = 0.9;
-    public double Beta2 { get; init; } = 0.98;
+    public double Beta2 { get; init; } = 0.999;
     public double Eps { get; init; } = 1e-8;
     public double WeightDecay { get; init; } = 0.05;
     public long Step { get; private set; }
@@ -22,8 +25,7 @@ public sealed class AdamW : IDisposable
     public AdamW(IEnumerable<(string Name, Parameter Param)> parameters)
     {
         _params = parameters.Where(p => p.Param.requires_grad)
-            .Select(p => (p.Name, p.Param, Decay: p.Param.dim() >= 2 && !p.Name.EndsWith("bias", StringComparison.Ordinal)
-                && !p.Name.Contains("LayerNorm") && !p.Name.Contains("layernorm") && !p.Name.Contains("layer_norm")))
+            .Select(p => (p.Name, p.Param, Decay: p.Param.dim() != 1 && !p.Name.EndsWith(".bias", StringComparison.Ordinal)))
             .ToList();
     }
 
@@ -104,7 +106,26 @@ public sealed class AdamW : IDisposable
     }
 }
 
-/// <summary>Linear warm-up from warmup_lr to lr, then cosine decay to min_lr at max_steps.</summary>
+/// <summary>
+/// LAVIS's linear_warmup_cosine_lr (LinearWarmupCosineLRScheduler, lavis/common/optims.py:57), stepped before every
+/// iteration: in epoch 0 a linear warm-up per step from warmup_lr to lr (lavis/common/optims.py:130), then flat until
+/// the epoch ends; from epoch 1 on a cosine per epoch, constant within it (lavis/common/optims.py:122), which never
+/// reaches min_lr (the last epoch is max_epoch − 1).
+/// </summary>
+public sealed record LavisLrSchedule(double Lr, double MinLr, double WarmupLr, int WarmupSteps, int MaxEpochs)
+{
+    public double At(int epoch, int stepInEpoch) => epoch == 0
+        ? Math.Min(Lr, WarmupLr + (Lr - WarmupLr) * stepInEpoch / Math.Max(WarmupSteps, 1))
+        : (Lr - MinLr) * 0.5 * (1 + Math.Cos(Math.PI * epoch / MaxEpochs)) + MinLr;
+
+    /// <summary>The rate at a step counted from 0 over epochs of stepsPerEpoch steps.</summary>
+    public double AtStep(int step, int stepsPerEpoch) => At(step / stepsPerEpoch, step % stepsPerEpoch);
+}
+
+/// <summary>
+/// Linear warm-up from warmup_lr to lr, then cosine decay per step to min_lr at max_steps (not LAVIS's: the demo's
+/// recipe, lr_schedule "cosine_per_step", and the unimodal pre-training).
+/// </summary>
 public sealed record LrSchedule(double Lr, double MinLr, double WarmupLr, int WarmupSteps, int MaxSteps)
 {
     public double At(int step)

@@ -7,11 +7,14 @@ using static TorchSharp.torch;
 namespace Blip2Sharp.Training;
 
 /// <summary>
-/// Stage 2, generative learning: the Q-Former's outputs, projected, as a soft prompt of the frozen LLM. The image
-/// encoder and the LLM are frozen; the Q-Former, the queries and language_projection learn. OPT: the language-modelling
-/// loss on the caption (with "\n" appended so that the model learns to stop) after the soft prompt, as the reference
-/// computes it. Flan-T5: prefix LM: the caption split at a random word, the prefix with the queries into the encoder,
-/// the suffix as the decoder's target.
+/// Stage 2, generative learning, as LAVIS computes it (lavis/models/blip2_models/blip2_opt.py and blip2_t5.py at
+/// 506965b, checked against the train-stage2-opt and train-stage2-t5 fixtures): the Q-Former's outputs, projected, as
+/// a soft prompt of the frozen LLM. The image encoder and the LLM are frozen, but not the encoder's final LayerNorm
+/// (ln_vision, our vision_model.post_layernorm); the Q-Former, the queries and language_projection learn.
+/// OPT: the language-modelling loss over [soft prompt ; BOS caption "\n"] with the soft prompt's targets −100, so the
+/// last query position predicts the BOS (blip2_opt.py:141-152); with a prompt, its tokens (BOS included) are −100 too.
+/// Flan-T5: text_input (the prompt, "" in pre-training) goes to the encoder after the queries, the caption is the
+/// decoder's target (blip2_t5.py:131-160); this LAVIS has no prefix-LM split of captions.
 /// </summary>
 public sealed class Stage2Objective
 {
@@ -32,20 +35,29 @@ public sealed class Stage2Objective
     /// <summary>The text the soft prompt is aligned with, from the caption; by default the caption itself.</summary>
     public Func<string, string>? PromptText { get; init; }
 
+    /// <summary>
+    /// LAVIS's prompt: OPT captions are trained as "{prompt} {caption}" with the prompt's tokens masked (its
+    /// BlipCaptionProcessor prepends "a photo of " for COCO fine-tuning); Flan-T5's encoder text. "" in pre-training.
+    /// </summary>
+    public string Prompt { get; init; } = "";
+
     public Stage2Objective(Blip2ForConditionalGeneration model, Tokenizer tokenizer)
     {
         Model = model;
         Tokenizer = tokenizer;
-        foreach (var p in model.VisionModel.parameters()) p.requires_grad = false;
+        foreach (var (name, p) in model.VisionModel.named_parameters()) p.requires_grad = name.StartsWith("post_layernorm.");
         var lm = (nn.Module?)model.Opt ?? model.T5!;
         foreach (var p in lm.parameters()) p.requires_grad = false;
     }
 
+    /// <summary>
+    /// Training mode as LAVIS's runner leaves it: the image encoder in eval (disabled_train, blip2_opt.py:72), the
+    /// frozen language model in train mode (only requires_grad is turned off, blip2_opt.py:90): its dropout is active.
+    /// </summary>
     public void TrainMode()
     {
         Model.train();
         Model.VisionModel.eval();
-        ((nn.Module?)Model.Opt ?? Model.T5!).eval();
     }
 
     private (Tensor Ids, Tensor Mask) Encode(IReadOnlyList<string> texts) =>
@@ -62,9 +74,9 @@ public sealed class Stage2Objective
     public IReadOnlyList<string> Names => PromptAlignment > 0 ? ["loss", "loss_align"] : ["loss"];
 
     /// <summary>Their sum.</summary>
-    public Tensor Loss(Tensor pixelValues, IReadOnlyList<string> captions, Random rng)
+    public Tensor Loss(Tensor pixelValues, IReadOnlyList<string> captions)
     {
-        var parts = Losses(pixelValues, captions, rng);
+        var parts = Losses(pixelValues, captions);
         if (parts.Count == 1) return parts["loss"];
         using var scope = NewDisposeScope();
         var sum = parts.Values.Aggregate((a, b) => a + b).MoveToOuterDisposeScope();
@@ -73,34 +85,54 @@ public sealed class Stage2Objective
     }
 
     /// <summary>Each loss by its name (see <see cref="Names"/>).</summary>
-    public Dictionary<string, Tensor> Losses(Tensor pixelValues, IReadOnlyList<string> captions, Random rng)
+    public Dictionary<string, Tensor> Losses(Tensor pixelValues, IReadOnlyList<string> captions)
+    {
+        if (Model.Opt is null)
+        {
+            CheckAlignment(Model.Config, PromptAlignment);
+            return new() { ["loss"] = T5Loss(pixelValues, [.. captions.Select(_ => Prompt)], captions) };
+        }
+        using var scope = NewDisposeScope();
+        var prefix = Model.ImagePrefix(pixelValues);                                            // [B, Q, H]
+        var result = new Dictionary<string, Tensor> { ["loss"] = OptLoss(prefix, captions).MoveToOuterDisposeScope() };
+        if (PromptAlignment > 0)
+            result["loss_align"] = (Alignment(prefix, captions) * PromptAlignment).MoveToOuterDisposeScope();
+        return result;
+    }
+
+    /// <summary>OPT's loss after the soft prompt, LAVIS's targets (see the class summary).</summary>
+    private Tensor OptLoss(Tensor prefix, IReadOnlyList<string> captions)
     {
         using var scope = NewDisposeScope();
-        if (Model.Opt is not null)
+        string lead = Prompt.Length > 0 ? Prompt + " " : "";
+        var (ids, mask) = Encode([.. captions.Select(c => lead + c + "\n")]);                  // [B, T]: BOS … "\n", right pads
+        ids = ids.to(Model.Device);
+        mask = mask.to(Model.Device);
+        var targets = ids.masked_fill(mask.eq(Scalars.Of(0)), Scalars.Of(-100));
+        if (Prompt.Length > 0)
         {
-            var (ids, mask) = Encode(captions.Select(c => c + "\n").ToList());
-            var labels = ids.masked_fill(mask.eq(Scalars.Of(0)), Scalars.Of(-100));
-            using var o = Model.Forward(pixelValues, ids, mask, labels, useImageTokens: false);
-            var result = new Dictionary<string, Tensor> { ["loss"] = o.Loss!.clone().MoveToOuterDisposeScope() };
-            if (PromptAlignment > 0)
-                result["loss_align"] = (Alignment(o.LanguageProjection!, captions) * PromptAlignment).MoveToOuterDisposeScope();
-            return result;
+            int promptLength = Tokenizer.Encode(Prompt).Ids.Count;                              // BOS included
+            targets[.., ..Math.Min(promptLength, (int)targets.shape[1])] = -100;
         }
-        CheckAlignment(Model.Config, PromptAlignment);
-        var prefixes = new List<string>();
-        var suffixes = new List<string>();
-        foreach (var c in captions)
-        {
-            var words = c.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            int cut = words.Length <= 1 ? 0 : rng.Next(1, words.Length);
-            prefixes.Add(string.Join(' ', words.Take(cut)));
-            suffixes.Add(string.Join(' ', words.Skip(cut)));
-        }
-        var (pIds, pMask) = Encode(prefixes);
-        var (sIds, sMask) = Encode(suffixes);
-        var t5Labels = sIds.masked_fill(sMask.eq(Scalars.Of(0)), Scalars.Of(-100));
-        using var t5 = Model.Forward(pixelValues, pIds, pMask, t5Labels, useImageTokens: false);
-        return new() { ["loss"] = t5.Loss!.clone().MoveToOuterDisposeScope() };
+        long b = prefix.shape[0], q = prefix.shape[1];
+        var embeds = cat([prefix, Model.EmbedTokens(ids).to(prefix.dtype)], 1);              // [B, Q + T, H]
+        var attention = cat([ones(b, q, dtype: mask.dtype, device: mask.device), mask], 1);
+        var labels = cat([full(b, q, -100L, device: targets.device), targets], 1);              // [B, Q + T]
+        var logits = Model.Opt!.Forward(embeds, attention).Logits;                             // [B, Q + T, V]
+        var shifted = logits[.., ..^1, ..].contiguous();
+        return nn.functional.cross_entropy(shifted.view(-1, shifted.shape[^1]).to(ScalarType.Float32),
+            labels[.., 1..].contiguous().view(-1), ignore_index: -100).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Flan-T5's loss: text_input after the queries into the encoder, text_output the decoder's target.</summary>
+    public Tensor T5Loss(Tensor pixelValues, IReadOnlyList<string> textInputs, IReadOnlyList<string> textOutputs)
+    {
+        using var scope = NewDisposeScope();
+        var (inIds, inMask) = Encode(textInputs);
+        var (outIds, outMask) = Encode(textOutputs);
+        var targets = outIds.masked_fill(outMask.eq(Scalars.Of(0)), Scalars.Of(-100));
+        using var o = Model.Forward(pixelValues, inIds, inMask, targets, decoderAttentionMask: outMask, useImageTokens: false);
+        return o.Loss!.clone().MoveToOuterDisposeScope();
     }
 
     /// <summary>Mean over batch and positions of ‖soft prompt − word embeddings of the placed text‖².</summary>

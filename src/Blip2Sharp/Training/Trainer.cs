@@ -84,7 +84,13 @@ public sealed class Trainer
             start = JsonDocument.Parse(File.ReadAllText(Path.Combine(from, "trainer_state.json"))).RootElement.GetProperty("step").GetInt32();
             Log?.Invoke($"resuming from {from} at step {start}");
         }
-        var schedule = new LrSchedule(Config.Lr, Config.MinLr, Config.WarmupLr, Config.WarmupSteps, Config.MaxSteps);
+        int warmup = Config.WarmupSteps ?? (Stage == TrainStage.Stage1 ? 5000 : 2000);       // LAVIS's configs
+        // An epoch is one pass over the pairs: (pairs / batch) optimizer steps, at least 1.
+        int stepsPerEpoch = Math.Max(1, Data.Pairs.Count / (Config.BatchSize * Config.GradAccumulation));
+        var lavis = new LavisLrSchedule(Config.Lr, Config.MinLr, Config.WarmupLr, warmup,
+            MaxEpochs: (Config.MaxSteps + stepsPerEpoch - 1) / stepsPerEpoch);
+        var perStep = new LrSchedule(Config.Lr, Config.MinLr, Config.WarmupLr, warmup, Config.MaxSteps);
+        double LrAt(int step) => Config.LrSchedule == "cosine_per_step" ? perStep.At(step) : lavis.AtStep(step, stepsPerEpoch);
         var metrics = new MetricsCsv(Path.Combine(OutDir, "metrics.csv"), session.LossNames);
         metrics.TruncateAfter(start);
         int skipped = 0;
@@ -122,7 +128,7 @@ public sealed class Trainer
             pairsSinceLog += stepPairs;
             skipped += stepSkipped;
             counted++;
-            double lr = schedule.At(step - 1);
+            double lr = LrAt(step - 1);
             optimizer.Update(lr);
 
             if (step % Config.LogEvery == 0 || step == Config.MaxSteps)
@@ -165,7 +171,7 @@ public sealed class Trainer
             if (ok.Count < (Stage == TrainStage.Stage1 ? 2 : 1)) continue;
             using var scope = NewDisposeScope();
             var pixels = session.ImageProcessor.Preprocess(ok.Select(i => images[i]!).ToList()); // images already at model size: resize is a no-op
-            var losses = session.Losses(pixels, ok.Select(i => batch[i].Caption).ToList(), global);
+            var losses = session.Losses(pixels, ok.Select(i => batch[i].Caption).ToList(), ok.Select(i => batch[i].Image).ToList(), global);
             var total = Scalars.Mul(losses.Values.Aggregate(Scalars.Add), 1.0 / Config.GradAccumulation);
             total.backward();
             foreach (var (n, v) in losses) sums[n] += v.item<float>() / Config.GradAccumulation;
@@ -219,7 +225,7 @@ public sealed class Trainer
         IEnumerable<(string, TorchSharp.Modules.Parameter)> Trainable { get; }
         BlipImageProcessor ImageProcessor { get; }
         void TrainMode();
-        Dictionary<string, Tensor> Losses(Tensor pixels, IReadOnlyList<string> captions, long globalBatch);
+        Dictionary<string, Tensor> Losses(Tensor pixels, IReadOnlyList<string> captions, IReadOnlyList<string> images, long globalBatch);
         void Save(string dir);
         string Evaluate(ImageTextData val);
     }
@@ -239,20 +245,7 @@ public sealed class Trainer
             _objective = new Stage1Objective(model, dec, _tokenizer.PadTokenId ?? 0) { DropLastVisionLayers = t.Config.DropLastVisionLayers };
             ImageProcessor = BlipImageProcessor.ForCheckpoint(t.InitDir, model.Config, warnings);
             string heads = Path.Combine(dir, "itg_head.safetensors");
-            if (File.Exists(heads))
-            {
-                using var file = SafetensorsFile.Open(heads);
-                using var noGrad = no_grad();
-                var own = _objective.named_parameters().Where(p => !p.name.StartsWith("model.")).ToDictionary(p => p.name, p => p.parameter);
-                var missing = own.Keys.Where(k => !file.Contains(k)).ToList();
-                if (missing.Count > 0) throw new CheckpointMismatchException($"{heads} lacks {string.Join(", ", missing)}.");
-                foreach (var (name, p) in own)
-                {
-                    using var stored = file.ReadTensor(name);
-                    if (!stored.shape.SequenceEqual(p.shape)) throw new CheckpointMismatchException($"{heads}: {name} has shape [{string.Join(", ", stored.shape)}], expected [{string.Join(", ", p.shape)}].");
-                    p.copy_(stored);
-                }
-            }
+            if (File.Exists(heads)) _objective.LoadHeads(heads);
             else
             {
                 using var noGrad = no_grad();
@@ -272,11 +265,15 @@ public sealed class Trainer
         public BlipImageProcessor ImageProcessor { get; }
         public void TrainMode() => _objective.TrainMode();
 
-        public Dictionary<string, Tensor> Losses(Tensor pixels, IReadOnlyList<string> captions, long globalBatch)
+        public Dictionary<string, Tensor> Losses(Tensor pixels, IReadOnlyList<string> captions, IReadOnlyList<string> images,
+            long globalBatch)
         {
             var (ids, mask) = _tokenizer.PadRight([.. captions.Select(c => _tokenizer.EncodeTruncated(c, _t.Config.MaxTextTokens))]);
             var gen = new Generator((ulong)(_t.Config.Seed * 7919 + globalBatch));
-            var l = _objective.Forward(pixels, ids, mask, gen);
+            // Image ids, as LAVIS's caption datasets pass them: captions of one image are positives of each other.
+            var index = new Dictionary<string, long>(StringComparer.Ordinal);
+            using var imageIds = tensor(images.Select(p => index.TryGetValue(p, out var i) ? i : index[p] = index.Count).ToArray());
+            var l = _objective.Forward(pixels, ids, mask, gen, imageIds);
             return new() { ["loss_itc"] = l.Itc, ["loss_itm"] = l.Itm, ["loss_itg"] = l.Itg };
         }
 
@@ -339,7 +336,11 @@ public sealed class Trainer
                 t.Log?.Invoke($"took {copied} Q-Former tensors from {q} (the text-path weights of stage 1 are not used in stage 2).");
             }
             var tokenizer = Tokenizer.FromPretrained(t.InitDir, warnings);
-            _objective = new Stage2Objective(model, tokenizer) { MaxTextTokens = t.Config.MaxTextTokens, PromptAlignment = t.Config.PromptAlignment, PromptText = t.PromptText };
+            _objective = new Stage2Objective(model, tokenizer)
+            {
+                MaxTextTokens = t.Config.MaxTextTokens, PromptAlignment = t.Config.PromptAlignment, PromptText = t.PromptText,
+                Prompt = t.Config.Prompt,
+            };
             ImageProcessor = BlipImageProcessor.ForCheckpoint(t.InitDir, model.Config, warnings);
         }
 
@@ -348,8 +349,8 @@ public sealed class Trainer
         public BlipImageProcessor ImageProcessor { get; }
         public void TrainMode() => _objective.TrainMode();
 
-        public Dictionary<string, Tensor> Losses(Tensor pixels, IReadOnlyList<string> captions, long globalBatch) =>
-            _objective.Losses(pixels, captions, new Random(Seeds.Mix(_t.Config.Seed, globalBatch)));
+        public Dictionary<string, Tensor> Losses(Tensor pixels, IReadOnlyList<string> captions, IReadOnlyList<string> images,
+            long globalBatch) => _objective.Losses(pixels, captions);
 
         public void Save(string dir) =>
             SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), _objective.Model);
@@ -367,7 +368,7 @@ public sealed class Trainer
                 if (ok.Count == 0) continue;
                 using var scope = NewDisposeScope();
                 var pixels = ImageProcessor.Preprocess(ok.Select(i => images[i]!).ToList());
-                sum += _objective.Loss(pixels, ok.Select(i => chunk[i].Caption).ToList(), new Random(0)).item<float>() * ok.Count;
+                sum += _objective.Loss(pixels, ok.Select(i => chunk[i].Caption).ToList()).item<float>() * ok.Count;
                 n += ok.Count;
             }
             // A few sample captions (greedy, no prompt), to see what the model says.
