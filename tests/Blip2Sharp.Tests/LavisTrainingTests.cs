@@ -35,6 +35,15 @@ public class LavisTrainingTests
             Assert.True(Math.Abs(got - want) <= atol + Rtol * Math.Abs(want), $"{name}: {got} against LAVIS's {want}");
         }
 
+        /// <summary>One gradient (golden key, e.g. rep.grad.NAME) with its per-tensor tolerance.</summary>
+        public void CloseGradient(string key, Tensor actual)
+        {
+            string name = key[(key.IndexOf("grad.", StringComparison.Ordinal) + "grad.".Length)..];
+            using var diff = (actual.to(ScalarType.Float64) - X[key].to(ScalarType.Float64)).abs();
+            using var bound = X[key].to(ScalarType.Float64).abs() * Rtol + GradAtol(name);
+            Assert.True((diff - bound).max().item<double>() <= 0, $"{key}: max |diff| {diff.max().item<double>():E3}");
+        }
+
         /// <summary>Every golden gradient under the prefix, by checkpoint name, against the parameters' gradients.</summary>
         public int Gradients(string prefix, IReadOnlyDictionary<string, TorchSharp.Modules.Parameter> parameters)
         {
@@ -203,5 +212,37 @@ public class LavisTrainingTests
         Assert.Equal(new LavisLrSchedule(1e-4, 1e-5, 1e-6, 5000, 10).At(1, 0), new LavisLrSchedule(1e-4, 1e-5, 1e-6, 5000, 10).AtStep(3, 3));
 
         static JsonObject g_schedule() => Fixtures.Manifest("train-stage1")["schedule_and_optimizer"]!.AsObject();
+    }
+
+    [Theory]
+    [InlineData("train-stage1", null)]
+    [InlineData("train-stage2-opt", "a photo of")]
+    [InlineData("train-stage2-t5", null)]
+    public void DumpGivesLavissLossesAndGradientsFromTheFixturesInputs(string fixture, string? prompt)
+    {
+        var g = new Golden(fixture);
+        string outFile = Path.Combine(Fixtures.TempDir(), "dump.safetensors");
+        var args = new List<string> { "dump", "--model", Fixtures.Dir(fixture), "--inputs",
+            Path.Combine(Fixtures.Dir(fixture), "golden.safetensors"), "--out", outFile };
+        if (prompt is not null) args.AddRange(["--prompt", prompt]);
+        var r = CliRunner.Run([.. args]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var file = Loading.SafetensorsFile.Open(outFile);
+        var dumped = file.Entries.ToDictionary(e => e.Name, e => file.ReadTensor(e.Name));
+        var losses = g.X.Keys.Where(k => k == "loss" || k.EndsWith(".loss") || k.Contains("loss_it")).Where(k => !k.Contains("without")
+            && !k.Contains("hf_legacy")).ToList();
+        Assert.NotEmpty(losses);
+        foreach (var name in losses)
+        {
+            Assert.True(dumped.ContainsKey(name), $"{name} not dumped");
+            g.Loss(name, dumped[name]);
+        }
+        var grads = g.X.Keys.Where(k => k.StartsWith("grad.") || k.Contains(".grad.")).ToList();
+        Assert.NotEmpty(grads);
+        foreach (var key in grads)
+        {
+            Assert.True(dumped.ContainsKey(key), $"{key} not dumped");
+            g.CloseGradient(key, dumped[key]);
+        }
     }
 }

@@ -51,7 +51,8 @@ public static class ReferenceDump
         var decoderIds = Get(x, "decoder_input_ids");
         bool t5 = model.T5 is not null;
 
-        if (pixels is not null && Get(x, "input_ids") is { } ids)
+        // T5 needs decoder ids or labels to run a forward (a training fixture's inputs may hold neither).
+        if (pixels is not null && Get(x, "input_ids") is { } ids && (!t5 || Get(x, "labels") is not null || decoderIds is not null))
         {
             using var f = model.Forward(pixels, ids, Get(x, "attention_mask"), Get(x, "labels"),
                 decoderInputIds: Get(x, "labels") is null ? decoderIds : null, outputHiddenStates: true);

@@ -100,20 +100,26 @@ public sealed class Stage2Objective
         return result;
     }
 
+    /// <summary>The number of tokens of <see cref="Prompt"/>, BOS included (LAVIS's prompt_length); 0 without one.</summary>
+    public int PromptLength => Prompt.Length > 0 ? Tokenizer.Encode(Prompt).Ids.Count : 0;
+
     /// <summary>OPT's loss after the soft prompt, LAVIS's targets (see the class summary).</summary>
     private Tensor OptLoss(Tensor prefix, IReadOnlyList<string> captions)
     {
         using var scope = NewDisposeScope();
         string lead = Prompt.Length > 0 ? Prompt + " " : "";
         var (ids, mask) = Encode([.. captions.Select(c => lead + c + "\n")]);                  // [B, T]: BOS … "\n", right pads
+        return OptLoss(prefix, ids, mask, PromptLength).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>OPT's loss from LAVIS's opt_tokens [B, T] (BOS first, right padding) with the first promptLength masked.</summary>
+    public Tensor OptLoss(Tensor prefix, Tensor ids, Tensor mask, int promptLength)
+    {
+        using var scope = NewDisposeScope();
         ids = ids.to(Model.Device);
         mask = mask.to(Model.Device);
         var targets = ids.masked_fill(mask.eq(Scalars.Of(0)), Scalars.Of(-100));
-        if (Prompt.Length > 0)
-        {
-            int promptLength = Tokenizer.Encode(Prompt).Ids.Count;                              // BOS included
-            targets[.., ..Math.Min(promptLength, (int)targets.shape[1])] = -100;
-        }
+        if (promptLength > 0) targets[.., ..Math.Min(promptLength, (int)targets.shape[1])] = -100;
         long b = prefix.shape[0], q = prefix.shape[1];
         var embeds = cat([prefix, Model.EmbedTokens(ids).to(prefix.dtype)], 1);              // [B, Q + T, H]
         var attention = cat([ones(b, q, dtype: mask.dtype, device: mask.device), mask], 1);
@@ -130,6 +136,13 @@ public sealed class Stage2Objective
         using var scope = NewDisposeScope();
         var (inIds, inMask) = Encode(textInputs);
         var (outIds, outMask) = Encode(textOutputs);
+        return T5Loss(pixelValues, inIds, inMask, outIds, outMask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Flan-T5's loss from LAVIS's tokenized input_tokens and output_tokens.</summary>
+    public Tensor T5Loss(Tensor pixelValues, Tensor inIds, Tensor inMask, Tensor outIds, Tensor outMask)
+    {
+        using var scope = NewDisposeScope();
         var targets = outIds.masked_fill(outMask.eq(Scalars.Of(0)), Scalars.Of(-100));
         using var o = Model.Forward(pixelValues, inIds, inMask, targets, decoderAttentionMask: outMask, useImageTokens: false);
         return o.Loss!.clone().MoveToOuterDisposeScope();
