@@ -245,4 +245,31 @@ public class LavisTrainingTests
             g.CloseGradient(key, dumped[key]);
         }
     }
+
+    [Fact]
+    public void PaddingTheTextToLavissThirtyTwoColumnsChangesNothing()
+    {
+        // LAVIS pads stage-1 text to 32 columns; the trainer pads to the longest caption: padding columns change nothing
+        // (here 8 more, the fixture's longest caption filling all 32).
+        var g = new Golden("train-stage1");
+        var (objective, _) = Stage1();
+        using var noGrad = no_grad();
+        var ids = cat([g.X["input_ids"], zeros(4, 8, dtype: ScalarType.Int64)], 1);            // [PAD] is id 0
+        var mask = cat([g.X["attention_mask"], zeros(4, 8, dtype: ScalarType.Int64)], 1);
+        using var trimmed = objective.Forward(g.X["pixel_values"], ids, mask, new Generator(0), negatives: Negatives(g, ""));
+        g.Loss("loss_itc", trimmed.Itc);
+        g.Loss("loss_itm", trimmed.Itm);
+        g.Loss("loss_itg", trimmed.Itg);
+    }
+
+    [Fact]
+    public void TrainingModeLeavesTheFrozenLanguageModelInTrainModeAsLavis()
+    {
+        var (objective, _) = Stage2("train-stage2-opt");
+        objective.TrainMode();
+        Assert.True(objective.Model.Opt!.training);                           // its dropout on, as in LAVIS
+        Assert.False(objective.Model.VisionModel.training);                  // the ViT in eval (disabled_train)
+        Assert.True(objective.Model.QFormer.training);
+        Assert.All(objective.Model.Opt.parameters(), p => Assert.False(p.requires_grad));
+    }
 }
