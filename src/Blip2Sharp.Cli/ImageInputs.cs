@@ -14,10 +14,13 @@ public static class ImageInputs
     /// <summary>Names an image that cannot be read, as an error line (the command will exit with 1).</summary>
     public static void ReportUnreadable(string message) => Console.Error.WriteLine($"blip2: error: {message}");
 
-    /// <summary>Decodes every image once; names each unreadable one and then throws, before any model work.</summary>
+    /// <summary>
+    /// Decodes every image once, before any model work; throws when one cannot be read. Each unreadable image gets one
+    /// error line: all but the last are written here, the last is the exception's (with "nothing was written").
+    /// </summary>
     public static void RequireReadable(IReadOnlyList<string> paths, ImageDecodeOptions? options = null)
     {
-        int bad = 0;
+        var bad = new List<string>();
         foreach (var path in paths)
         {
             try
@@ -26,12 +29,13 @@ public static class ImageInputs
             }
             catch (Exception e) when (e is Blip2Exception or IOException or UnauthorizedAccessException)
             {
-                ReportUnreadable(e.Message);
-                bad++;
+                bad.Add(e.Message.TrimEnd('.'));
             }
         }
-        if (bad > 0)
-            throw new Blip2Exception($"{bad} of {paths.Count} image(s) could not be read (named above); nothing was written.");
+        if (bad.Count == 0) return;
+        foreach (var message in bad.SkipLast(1)) ReportUnreadable(message);
+        string more = bad.Count > 1 ? $" ({bad.Count} of {paths.Count} images could not be read)" : "";
+        throw new Blip2Exception($"{bad[^1]}{more}; nothing was written.");
     }
 
     public static List<string> Expand(IEnumerable<string> args)

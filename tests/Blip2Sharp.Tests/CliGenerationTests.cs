@@ -81,7 +81,7 @@ public class CliGenerationTests
         File.WriteAllText(bad, "not a png");
         string good = Path.Combine(Fixtures.Dir("tiny-opt"), "images", "img0_RGB_40x30.png");
         var r = CliRunner.Run("caption", bad, good, "--model", Fixtures.Dir("tiny-opt"), "--max-new-tokens", "4", "--batch-size", "2", "--json");
-        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(1, r.ExitCode);                                    // the README's image rule: processed, and exit 1
         var results = JsonNode.Parse(r.Stdout)!["results"]!.AsArray();
         Assert.Equal(2, results.Count);
         Assert.Contains(results, x => (string?)x!["image"] == good && x["text"] is not null);

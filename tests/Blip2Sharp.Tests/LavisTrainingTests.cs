@@ -80,13 +80,17 @@ public class LavisTrainingTests
     private static (long[], long[]) Negatives(Golden g, string prefix) =>
         (g.X[prefix + "itm_neg_image_idx"].data<long>().ToArray(), g.X[prefix + "itm_neg_text_idx"].data<long>().ToArray());
 
+    /// <summary>The fixture's batch (prefix "" or "rep.") with its drawn negatives; its image ids when asked.</summary>
+    private static Stage1Losses Forward(Stage1Objective objective, Golden g, string prefix = "", bool imageIds = false) =>
+        objective.Forward(g.X[prefix + "pixel_values"], g.X[prefix + "input_ids"], g.X[prefix + "attention_mask"],
+            new Generator(0), imageIds ? g.X[prefix + "image_id"] : null, Negatives(g, prefix));
+
     [Fact]
     public void Stage1LossesAndEveryGradientEqualLavis()
     {
         var g = new Golden("train-stage1");
         var (objective, trainable) = Stage1();
-        using var losses = objective.Forward(g.X["pixel_values"], g.X["input_ids"], g.X["attention_mask"], new Generator(0),
-            negatives: Negatives(g, ""));
+        using var losses = Forward(objective, g);
         g.Loss("loss_itc", losses.Itc);
         g.Loss("loss_itm", losses.Itm);
         g.Loss("loss_itg", losses.Itg);
@@ -103,8 +107,7 @@ public class LavisTrainingTests
     {
         var g = new Golden("train-stage1");
         var (objective, trainable) = Stage1();
-        using var losses = objective.Forward(g.X["rep.pixel_values"], g.X["rep.input_ids"], g.X["rep.attention_mask"],
-            new Generator(0), imageIds: g.X["rep.image_id"], negatives: Negatives(g, "rep."));
+        using var losses = Forward(objective, g, "rep.", imageIds: true);
         g.Loss("rep.loss_itc", losses.Itc);
         g.Loss("rep.loss_itm", losses.Itm);
         g.Loss("rep.loss_itg", losses.Itg);
@@ -113,8 +116,7 @@ public class LavisTrainingTests
         total.backward();
         Assert.Equal(trainable.Count, g.Gradients("rep.grad.", trainable));
         // Without the ids, the same batch gives LAVIS's other ITC value.
-        using var plain = objective.Forward(g.X["rep.pixel_values"], g.X["rep.input_ids"], g.X["rep.attention_mask"],
-            new Generator(0), negatives: Negatives(g, "rep."));
+        using var plain = Forward(objective, g, "rep.");
         g.Loss("rep.loss_itc_without_image_id", plain.Itc);
     }
 
@@ -174,8 +176,7 @@ public class LavisTrainingTests
     {
         var g = new Golden("train-stage1");
         var (objective, trainable) = Stage1();
-        using var losses = objective.Forward(g.X["pixel_values"], g.X["input_ids"], g.X["attention_mask"], new Generator(0),
-            negatives: Negatives(g, ""));
+        using var losses = Forward(objective, g);
         losses.Total.backward();
         // The groups LAVIS made (golden.json adamw_step.param_groups): every tensor in the group of its weight decay.
         using var adamw = new AdamW(trainable.Select(kv => (kv.Key, kv.Value))) { WeightDecay = 0.05 };
