@@ -7,6 +7,9 @@ public static class DemoReport
 {
     public const double CaptionBar = 0.90, VqaBar = 0.80, RetrievalBar = 0.80;
 
+    /// <summary>mm:ss, or h:mm:ss from an hour on (a contended run once printed 1:00:37 as "00:37").</summary>
+    public static string Clock(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}:{t:mm\\:ss}" : $"{t:mm\\:ss}";
+
     public static string Write(string workDir, long seed, long testSeed, DemoMetrics full, DemoMetrics? holdout,
         DemoMetrics? ablation, IReadOnlyList<(string Phase, TimeSpan Time)> timings, double promptAlignment = 0)
     {
@@ -17,7 +20,7 @@ public static class DemoReport
         {
             "# BLIP-2 in miniature: trained from scratch on synthetic scenes",
             "",
-            $"Made by `blip2 demo train --seed {seed}` on this machine in {total:mm\\:ss} (all phases below); evaluated on {full.Images} freshly generated, distinct test scenes (seed {testSeed})",
+            $"Made by `blip2 demo train --seed {seed}` on this machine in {Clock(total)} (all phases below); evaluated on {full.Images} freshly generated, distinct test scenes (seed {testSeed})",
             "that share their caption-level key (background, and each object's size, colour, shape and column) with no training scene.",
             "The image encoder and the language model were pre-trained alone (no text for the ViT, no image for OPT) and then frozen; only the Q-Former,",
             "its queries and the projection were trained with images. Stage 2 saw captions only: every image-question pair below is zero-shot.",
@@ -65,10 +68,10 @@ public static class DemoReport
             "| phase | time |",
             "|---|---|",
         ]);
-        md.AddRange(timings.Select(t => $"| {t.Phase} | {t.Time:mm\\:ss} |"));
+        md.AddRange(timings.Select(t => $"| {t.Phase} | {Clock(t.Time)} |"));
         md.AddRange(
         [
-            $"| total | {total:mm\\:ss} |",
+            $"| total | {Clock(total)} |",
             "",
             "## Training curves",
             "",

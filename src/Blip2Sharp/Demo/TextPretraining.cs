@@ -24,7 +24,7 @@ public static class TextPretraining
         public int Layers { get; init; } = 4;
         public int Heads { get; init; } = 8;
         public int FfnDim { get; init; } = 512;
-        public int Steps { get; init; } = 4500;
+        public int Steps { get; init; } = 6000;
         public int BatchSize { get; init; } = 32;
         public double Lr { get; init; } = 1e-3;
         public long Seed { get; init; } = 1;
