@@ -59,7 +59,7 @@ public static class Blip2Cli
                     .WithDescription("Render a deterministic dataset of synthetic scenes with captions and question-answer pairs.")
                     .WithExample("demo", "data", "--out", "scenes", "--seed", "1");
                 demo.AddCommand<DemoTrainCommand>("train")
-                    .WithDescription("Rebuild the demo from scratch: scenes, a text-only OPT, an attribute-trained ViT, BLIP-2 stage 1 and stage 2, evaluation and report.md (about 24 minutes on 2 cores). Run again on the same --out, it continues where it stopped; after a crash of the native library it starts again by itself.")
+                    .WithDescription("Rebuild the demo from scratch: scenes, a text-only OPT, an attribute-trained ViT, BLIP-2 stage 1 and stage 2, evaluation and report.md (30 to 45 minutes on 2 cores, as fast as the machine is that hour). Run again on the same --out, it continues where it stopped; after a crash of the native library it starts again by itself.")
                     .WithExample("demo", "train", "--out", "demo-run", "--seed", "1")
                     .WithExample("demo", "train", "--out", "demo-run", "--seed", "1", "--ablation");
                 demo.AddCommand<DemoEvalCommand>("eval")
