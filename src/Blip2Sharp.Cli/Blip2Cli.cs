@@ -73,6 +73,9 @@ public static class Blip2Cli
                 eval.AddCommand<EvalRetrievalCommand>("retrieval")
                     .WithDescription("Image→text and text→image Recall@1/5/10 (ITC top-k re-ranked by ITM, as LAVIS).")
                     .WithExample("eval", "retrieval", "--data", "annotations.jsonl", "--model", "models/blip2-itm-vit-g");
+                eval.AddCommand<EvalVqaCommand>("vqa")
+                    .WithDescription("VQA accuracy of predicted answers, as the official VQA evaluation computes it (overall, per answer type, per question type, per question).")
+                    .WithExample("eval", "vqa", "--predictions", "results.json", "--annotations", "v2_mscoco_val2014_annotations.json", "--json");
             });
             c.AddCommand<InspectCommand>("inspect")
                 .WithDescription("Show what a checkpoint folder holds: architecture, sizes, parameter counts, dtypes, tokenizer, and what is missing.")

@@ -9,7 +9,7 @@ public class NewUserTests
     public static TheoryData<string> Commands() => new()
     {
         "caption", "ask", "chat", "tokenize", "match", "embed", "index", "search", "train stage1", "train stage2",
-        "demo", "demo data", "demo train", "demo eval", "eval retrieval", "dump", "inspect", "preprocess",
+        "demo", "demo data", "demo train", "demo eval", "eval retrieval", "eval vqa", "dump", "inspect", "preprocess",
     };
 
     [Theory]

@@ -47,4 +47,25 @@ public class VqaAccuracyTests
     [InlineData("1,000 red-ish", "1000 redish")]       // a digit-comma-digit deletes every punctuation mark
     public void AnswersNormaliseAsTheReferenceDoes(string answer, string normalised) =>
         Assert.Equal(normalised, VqaAnswer.Normalize(answer));
+
+    [Fact]
+    public void EvalVqaJsonGivesTheOfficialScores()
+    {
+        string dir = Fixtures.Dir("metrics");
+        var r = CliRunner.Run("eval", "vqa", "--predictions", Path.Combine(dir, "vqa_predictions.json"), "--annotations",
+            Path.Combine(dir, "vqa_annotations.json"), "--questions", Path.Combine(dir, "vqa_questions.json"), "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var j = JsonNode.Parse(r.Stdout)!;
+        var golden = Read("vqa_golden.json");
+        Assert.Equal(golden["accuracy_unrounded"]!["overall"]!.GetValue<double>(), (double)j["corpus"]!["overall"]!, 9);
+        foreach (var (type, value) in golden["accuracy_unrounded"]!["perQuestionType"]!.AsObject())
+            Assert.Equal(value!.GetValue<double>(), (double)j["corpus"]!["perQuestionType"]![type]!, 9);
+        foreach (var q in golden["per_question"]!.AsArray())
+            Assert.Equal(q!["accuracy_unrounded"]!.GetValue<double>(), (double)j["per_item"]![q["question_id"]!.ToString()]!, 9);
+        // A file of the wrong format is one line naming what was expected.
+        var wrong = CliRunner.Run("eval", "vqa", "--predictions", Path.Combine(dir, "vqa_annotations.json"), "--annotations",
+            Path.Combine(dir, "vqa_annotations.json"));
+        Assert.Equal(1, wrong.ExitCode);
+        Assert.Contains("expected VQA results", wrong.Stderr);
+    }
 }
