@@ -29,13 +29,15 @@ public static class ReferenceDump
     private static Tensor? Get(IReadOnlyDictionary<string, Tensor> x, string name) => x.TryGetValue(name, out var t) ? t : null;
 
     /// <summary>
-    /// t detached, as contiguous float32 on the CPU. The chain runs in a dispose scope: an intermediate wrapper that
-    /// nothing roots could otherwise be finalized while the next native call still reads it (see AdamW.ZeroGrad).
+    /// t detached, as contiguous float32 on the CPU; with ownStorage a copy even where that is t's own storage (a
+    /// gradient about to be zeroed). The chain runs in a dispose scope: an intermediate wrapper that nothing roots could
+    /// otherwise be finalized while the next native call still reads it (see AdamW.ZeroGrad).
     /// </summary>
-    private static Tensor Float32Copy(Tensor t)
+    internal static Tensor Float32Copy(Tensor t, bool ownStorage = false)
     {
         using var scope = NewDisposeScope();
-        return t.detach().to(ScalarType.Float32).cpu().contiguous().MoveToOuterDisposeScope();
+        var copy = t.detach().to(ScalarType.Float32).cpu().contiguous();
+        return (ownStorage ? copy.clone() : copy).MoveToOuterDisposeScope();
     }
 
     private static Dictionary<string, Tensor> Generation(Blip2ForConditionalGeneration model, IReadOnlyDictionary<string, Tensor> x)

@@ -29,11 +29,8 @@ public static class TrainingDump
         return outputs;
     }
 
-    private static void Put(Dictionary<string, Tensor> o, string name, Tensor t)
-    {
-        using var scope = NewDisposeScope();
-        o[name] = t.detach().to(ScalarType.Float32).cpu().contiguous().clone().MoveToOuterDisposeScope();  // not the live .grad
-    }
+    private static void Put(Dictionary<string, Tensor> o, string name, Tensor t) =>
+        o[name] = ReferenceDump.Float32Copy(t, ownStorage: true);                   // not the live .grad
 
     private static void Gradients(Dictionary<string, Tensor> o, string prefix,
         IEnumerable<(string Name, TorchSharp.Modules.Parameter Param)> trainable)

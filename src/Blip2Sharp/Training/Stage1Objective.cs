@@ -107,14 +107,20 @@ public sealed class Stage1Objective : nn.Module
         }
         else
         {
-            var ids = imageIds.to(imageFeats.device).view(-1, 1);
-            var pos = ids.eq(ids.t()).to(simI2T.dtype);                                          // [B, B]
+            var pos = SameImage(imageIds, imageFeats.device).to(simI2T.dtype);                   // [B, B]
             var targets = pos / pos.sum(1, keepdim: true) * (1 - eps) + eps / pos.shape[0];
             var i2t = -(simI2T.log_softmax(1) * targets).sum(1).mean();
             var t2i = -(simT2I.log_softmax(1) * targets).sum(1).mean();
             loss = Scalars.Mul(Scalars.Add(i2t, t2i), 0.5);
         }
         return (loss.MoveToOuterDisposeScope(), simI2T.MoveToOuterDisposeScope(), simT2I.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>[B, B] true where rows i and j show the same image (same id), the diagonal included.</summary>
+    private static Tensor SameImage(Tensor imageIds, Device device)
+    {
+        var ids = imageIds.to(device).view(-1, 1);                                            // [B, 1]
+        return ids.eq(ids.t());
     }
 
     /// <summary>
@@ -129,8 +135,7 @@ public sealed class Stage1Objective : nn.Module
         using var noGrad = no_grad();
         long b = simI2T.shape[0];
         if (b < 2) throw new ArgumentException("hard negatives need a batch of at least 2 pairs.");
-        var positive = imageIds is null ? eye(b, dtype: ScalarType.Bool, device: simI2T.device)
-            : imageIds.to(simI2T.device).view(-1, 1).eq(imageIds.to(simI2T.device).view(1, -1));
+        var positive = imageIds is null ? eye(b, dtype: ScalarType.Bool, device: simI2T.device) : SameImage(imageIds, simI2T.device);
         var wT2I = simT2I.detach().masked_fill(positive, Scalars.Of(-10000)).softmax(1);
         var wI2T = simI2T.detach().masked_fill(positive, Scalars.Of(-10000)).softmax(1);
         var negImage = wT2I.multinomial(1, generator: generator).squeeze(1).cpu().data<long>().ToArray();

@@ -31,12 +31,22 @@ public sealed class Blip2VisionModel : nn.Module
     /// <summary>The encoder's last output before post_layernorm [B, 1 + N, D] (LAVIS's frozen visual_encoder).</summary>
     public Tensor EncoderOutput(Tensor pixelValues, int dropLastLayers = 0)
     {
+        using var scope = NewDisposeScope();
+        return Encode(pixelValues, dropLastLayers, null).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Embeddings, then the encoder layers but the last dropLastLayers; each layer's input added to states.</summary>
+    private Tensor Encode(Tensor pixelValues, int dropLastLayers, List<Tensor>? states)
+    {
         if (dropLastLayers < 0 || dropLastLayers >= _encoder.Layers.Count)
             throw new ArgumentOutOfRangeException(nameof(dropLastLayers), $"can drop 0 to {_encoder.Layers.Count - 1} of {_encoder.Layers.Count} layers.");
-        using var scope = NewDisposeScope();
         var h = _embeddings.forward(pixelValues);
-        foreach (var layer in _encoder.Layers.Take(_encoder.Layers.Count - dropLastLayers)) h = layer.forward(h);
-        return h.MoveToOuterDisposeScope();
+        foreach (var layer in _encoder.Layers.Take(_encoder.Layers.Count - dropLastLayers))
+        {
+            states?.Add(h);
+            h = layer.forward(h);
+        }
+        return h;
     }
 
     public Blip2VisionModel(Blip2VisionConfig c, ModelOptions o) : base(nameof(Blip2VisionModel))
@@ -54,16 +64,9 @@ public sealed class Blip2VisionModel : nn.Module
     /// </summary>
     public VisionOutput Forward(Tensor pixelValues, bool outputHiddenStates = false, int dropLastLayers = 0)
     {
-        if (dropLastLayers < 0 || dropLastLayers >= _encoder.Layers.Count)
-            throw new ArgumentOutOfRangeException(nameof(dropLastLayers), $"can drop 0 to {_encoder.Layers.Count - 1} of {_encoder.Layers.Count} layers.");
         using var scope = NewDisposeScope();
-        var h = _embeddings.forward(pixelValues);
         var states = outputHiddenStates ? new List<Tensor>() : null;
-        foreach (var layer in _encoder.Layers.Take(_encoder.Layers.Count - dropLastLayers))
-        {
-            states?.Add(h);
-            h = layer.forward(h);
-        }
+        var h = Encode(pixelValues, dropLastLayers, states);
         states?.Add(h);
         var last = _postLayernorm.forward(h);
         // The reference applies post_layernorm to the class token a second time for pooler_output.
