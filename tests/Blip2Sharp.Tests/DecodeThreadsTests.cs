@@ -3,12 +3,18 @@ using Xunit;
 
 namespace Blip2Sharp.Tests;
 
+/// <summary>Alone: the workers are process-wide, and another test's job holding them changes which thread runs what.</summary>
+[CollectionDefinition(nameof(DecodeThreadsTests), DisableParallelization = true)]
+public class DecodeThreadsCollection;
+
+[Collection(nameof(DecodeThreadsTests))]
 public class DecodeThreadsTests
 {
     [Fact]
     public void EveryPartRunsOnceWhetherTheWorkersSpinOrSleep()
     {
         var rng = new Random(3);
+        int onWorkers = 0, multiPart = 0;
         for (int job = 0; job < 400; job++)
         {
             int parts = 1 + job % 3;
@@ -21,10 +27,36 @@ public class DecodeThreadsTests
             });
             Assert.All(runs, r => Assert.Equal(1, r));
             Assert.Equal(Environment.CurrentManagedThreadId, threads[0]);       // part 0 on the caller
-            if (parts > 1) Assert.NotEqual(threads[0], threads[1]);
+            if (parts > 1)
+            {
+                multiPart++;
+                if (threads[0] != threads[1]) onWorkers++;
+            }
             if (job % 40 == 0) Thread.Sleep(5);                                  // longer than the spin: the workers sleep
             else if (job % 3 == 0) Thread.SpinWait(rng.Next(2000));
         }
+        Assert.Equal(multiPart, onWorkers);                                     // part 1 never on the caller
+    }
+
+    [Fact]
+    public async Task AJobDoesNotWaitForAnotherThreadsJob()
+    {
+        using var release = new ManualResetEventSlim();
+        using var holding = new ManualResetEventSlim();
+        var first = Task.Run(() => DecodeThreads.For(2, p =>
+        {
+            if (p != 0) return;
+            holding.Set();
+            release.Wait(TimeSpan.FromSeconds(30));
+        }));
+        Assert.True(holding.Wait(TimeSpan.FromSeconds(30)));
+        int sum = 0;
+        // The first job holds the workers until released: this one runs on its own thread meanwhile.
+        var second = Task.Run(() => DecodeThreads.For(2, p => Interlocked.Add(ref sum, p + 1)));
+        Assert.Same(second, await Task.WhenAny(second, Task.Delay(TimeSpan.FromSeconds(10))));
+        Assert.Equal(3, sum);
+        release.Set();
+        await first;
     }
 
     [Fact]

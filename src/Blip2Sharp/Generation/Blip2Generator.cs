@@ -46,13 +46,19 @@ public sealed class Blip2Generator(Blip2ForConditionalGeneration model)
         using IDecoderState state = Model.Opt is { } opt
             ? new OptDecoderState(opt, embeds, mask, options.MaxNewTokens)
             : new T5DecoderState(Model.T5!, embeds, mask, options.MaxNewTokens);
-        int batch = (int)inputIds.shape[0];
         int[] eos = options.EosTokenId ?? DefaultEos;
         var timed = timings is null ? state : new TimedState(state, timings, sw);
-        var result = options.NumBeams > 1
-            ? BeamSearch(timed, batch, options, eos, cancellationToken)
-            : GreedyOrSample(timed, batch, options, eos, onToken, cancellationToken);
-        return result;
+        var searches = Enumerable.Range(0, (int)inputIds.shape[0])
+            .Select(_ => DecodingSearch.Create(options, eos, PadTokenId, state.InitialHistory, Model.Device)).ToList();
+        try
+        {
+            Decode(timed, searches, onToken, cancellationToken);
+            return [.. searches.Select(s => s.Results())];
+        }
+        finally
+        {
+            foreach (var s in searches) s.Dispose();
+        }
     }
 
     /// <summary>Measures the first step (prompt prefill) apart from the per-token steps.</summary>
@@ -118,160 +124,54 @@ public sealed class Blip2Generator(Blip2ForConditionalGeneration model)
         cancellationToken.ThrowIfCancellationRequested();
     }
 
-    private List<List<GeneratedSequence>> GreedyOrSample(IDecoderState state, int batch, GenerationOptions o, int[] eos,
-        Action<int, int>? onToken, CancellationToken ct)
+    /// <summary>
+    /// Runs every input's search over one decoder state, input b owning rows [b·k, (b + 1)·k): the prompt is prefilled
+    /// once, its row expanded to k, then each step's logits go to the searches and their tokens (and, for beams, row
+    /// order) back to the state, until all are done. A search that finishes before the others pads its rows.
+    /// </summary>
+    private void Decode(IDecoderState state, List<DecodingSearch> searches, Action<int, int>? onToken, CancellationToken ct)
     {
+        int batch = searches.Count, k = searches[0].Rows;
         var logits = state.Next(null);
-        int perInput = o.DoSample ? o.NumReturnSequences : 1;
-        int rows = batch * perInput;
-        if (perInput > 1)
+        if (k > 1)
         {
-            var expand = arange(batch, dtype: ScalarType.Int64, device: Model.Device).repeat_interleave(perInput);
+            using var expand = arange(batch, dtype: ScalarType.Int64, device: Model.Device).repeat_interleave(k);
             state.Select(expand);
-            logits = logits.index_select(0, expand);
+            var expanded = logits.index_select(0, expand);
+            logits.Dispose();
+            logits = expanded;
         }
-        var generator = o.DoSample ? new Generator(o.Seed ?? (ulong)Random.Shared.NextInt64(), Model.Device) : null;
-        var history = Enumerable.Range(0, rows).Select(_ => state.InitialHistory.ToList()).ToList();
-        var produced = Enumerable.Range(0, rows).Select(_ => new List<int>()).ToList();
-        var finished = new bool[rows];
         try
         {
-            for (int step = 0; step < o.MaxNewTokens; step++)
+            for (int step = 0; ; step++)
             {
                 ct.ThrowIfCancellationRequested();
                 StepObserver?.Invoke(step);
                 using var scope = NewDisposeScope();
-                var scores = LogitsProcessors.Apply(logits, history, step, o, eos);
-                Tensor next;
-                if (generator is not null)
-                {
-                    var probs = LogitsProcessors.Warp(scores, o).softmax(-1);
-                    next = probs.multinomial(1, generator: generator).squeeze(1);
-                }
-                else next = scores.argmax(-1);
-                var ids = next.data<long>().ToArray();
-                for (int r = 0; r < rows; r++)
-                {
-                    int token = finished[r] ? PadTokenId : (int)ids[r];
-                    ids[r] = token;
-                    history[r].Add(token);
-                    if (finished[r]) continue;
-                    produced[r].Add(token);
-                    onToken?.Invoke(r, token);
-                    if (eos.Contains(token)) finished[r] = true;
-                }
-                if (finished.All(f => f) || step == o.MaxNewTokens - 1) break;
-                logits.Dispose();
-                logits = state.Next(tensor(ids, device: Model.Device)).DetachFromDisposeScope();
-            }
-        }
-        finally
-        {
-            logits.Dispose();                              // the last step's, also when cancelled
-        }
-        return Enumerable.Range(0, batch)
-            .Select(b => Enumerable.Range(0, perInput).Select(k => new GeneratedSequence(produced[b * perInput + k], null)).ToList())
-            .ToList();
-    }
-
-    private List<List<GeneratedSequence>> BeamSearch(IDecoderState state, int batch, GenerationOptions o, int[] eos, CancellationToken ct)
-    {
-        int beams = o.NumBeams;
-        var first = state.Next(null);
-        var expand = arange(batch, dtype: ScalarType.Int64, device: Model.Device).repeat_interleave(beams);
-        state.Select(expand);
-        var logits = first.index_select(0, expand);
-        int rows = batch * beams;
-        int promptLen = state.InitialHistory.Count;
-        var history = Enumerable.Range(0, rows).Select(_ => state.InitialHistory.ToList()).ToList();
-        var beamScores = new double[rows];
-        for (int r = 0; r < rows; r++) beamScores[r] = r % beams == 0 ? 0 : -1e9;
-        var hyps = Enumerable.Range(0, batch).Select(_ => new BeamHypotheses(beams, o.LengthPenalty, o.EarlyStopping, o.MaxNewTokens)).ToList();
-        var done = new bool[batch];
-        var endedWithEos = new HashSet<List<int>>(ReferenceEqualityComparer.Instance);
-        int keep = Math.Max(2, 1 + eos.Length) * beams;
-
-        try
-        {
-            for (int step = 0; step < o.MaxNewTokens; step++)
-            {
-                ct.ThrowIfCancellationRequested();
-                StepObserver?.Invoke(step);
-                using var scope = NewDisposeScope();
-                // As BeamSearchScorer.process: cur_len counts the token being chosen now.
-                int curLen = promptLen + step + 1;
-                var logp = logits.log_softmax(-1);
-                var processed = LogitsProcessors.Apply(logp, history, step, o, eos);
-                long vocab = processed.shape[1];
-                var total = processed + tensor(beamScores, ScalarType.Float32, logits.device).unsqueeze(1); // [B·beams, V]
-                var (topScores, topIdx) = total.view(batch, beams * vocab).topk(keep, dim: 1);          // [B, keep]
-                var s = topScores.data<float>().ToArray();
-                var idx = topIdx.data<long>().ToArray();
-
-                var nextTokens = new long[rows];
-                var nextSource = new long[rows];
-                var nextScores = new double[rows];
+                var tokens = new long[batch * k];
+                long[]? source = null;
+                bool allDone = true;
                 for (int b = 0; b < batch; b++)
                 {
-                    if (done[b])
+                    int offset = b * k;
+                    var decision = searches[b].Next(logits.narrow(0, offset, k), onToken is null ? null : (r, t) => onToken(offset + r, t));
+                    decision.Tokens.CopyTo(tokens, offset);
+                    if (decision.Source is { } from)
                     {
-                        for (int k = 0; k < beams; k++) { nextTokens[b * beams + k] = PadTokenId; nextSource[b * beams + k] = b * beams; nextScores[b * beams + k] = 0; }
-                        continue;
+                        source ??= [.. Enumerable.Range(0, batch * k).Select(r => (long)r)];
+                        for (int r = 0; r < k; r++) source[offset + r] = offset + from[r];
                     }
-                    int filled = 0;
-                    for (int rank = 0; rank < keep && filled < beams; rank++)
-                    {
-                        double score = s[b * keep + rank];
-                        long flat = idx[b * keep + rank];
-                        int token = (int)(flat % vocab);
-                        int from = b * beams + (int)(flat / vocab);
-                        if (eos.Contains(token))
-                        {
-                            if (rank >= beams) continue;
-                            var hyp = history[from].ToList();
-                            endedWithEos.Add(hyp);
-                            hyps[b].Add(hyp, score, curLen - promptLen);
-                        }
-                        else
-                        {
-                            int slot = b * beams + filled++;
-                            nextTokens[slot] = token;
-                            nextSource[slot] = from;
-                            nextScores[slot] = score;
-                        }
-                    }
-                    done[b] = done[b] || hyps[b].IsDone(s[b * keep], curLen, promptLen);
+                    allDone &= decision.Done;
                 }
-                var source = tensor(nextSource, device: Model.Device);
-                history = Enumerable.Range(0, rows).Select(r => history[(int)nextSource[r]].Append((int)nextTokens[r]).ToList()).ToList();
-                beamScores = nextScores;
-                if (done.All(d => d) || step == o.MaxNewTokens - 1) break;
-                state.Select(source);
+                if (allDone) break;
+                if (source is not null) state.Select(tensor(source, device: Model.Device));
                 logits.Dispose();
-                logits = state.Next(tensor(nextTokens, device: Model.Device)).DetachFromDisposeScope();
+                logits = state.Next(tensor(tokens, device: Model.Device)).DetachFromDisposeScope();
             }
         }
         finally
         {
             logits.Dispose();                              // the last step's, also when cancelled
         }
-
-        var results = new List<List<GeneratedSequence>>();
-        for (int b = 0; b < batch; b++)
-        {
-            if (!done[b])
-            {
-                for (int k = 0; k < beams; k++) hyps[b].Add(history[b * beams + k], beamScores[b * beams + k], history[b * beams + k].Count - promptLen);
-            }
-            results.Add(hyps[b].Best(o.NumReturnSequences).Select(h =>
-            {
-                var tokens = h.Tokens.Skip(promptLen).ToList();
-                // BeamSearchScorer.finalize writes eos_token_id[0] after a finished hypothesis, whichever stop id
-                // ended it ("inserting only the first eos_token_id").
-                if (endedWithEos.Contains(h.Tokens)) tokens.Add(eos[0]);
-                return new GeneratedSequence(tokens, h.Score);
-            }).ToList());
-        }
-        return results;
     }
 }

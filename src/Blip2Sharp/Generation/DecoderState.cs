@@ -41,13 +41,44 @@ public sealed class OptDecoderState(OptForCausalLM lm, Tensor inputsEmbeds, Tens
         else
         {
             var t = tokens ?? throw new ArgumentNullException(nameof(tokens));
-            var mask = cat([_mask, ones(_mask.shape[0], 1, dtype: ScalarType.Int64, device: _mask.device)], 1); // [N, S + 1]
-            _mask.Dispose();
-            _mask = mask.DetachFromDisposeScope();
+            ExtendMask();
             embeds = lm.EmbedTokens(t.unsqueeze(1));                                                            // [N, 1, E]
         }
         using var output = lm.Forward(embeds, _mask, _cache, lastOnly: true);
         return output.Logits[.., -1, ..].to(ScalarType.Float32).MoveToOuterDisposeScope();                      // [N, V]
+    }
+
+    /// <summary>Rows of this state in the stacked step.</summary>
+    public long Rows => _mask.shape[0];
+
+    private void ExtendMask()
+    {
+        var mask = cat([_mask, ones(_mask.shape[0], 1, dtype: ScalarType.Int64, device: _mask.device)], 1); // [N, S + 1]
+        _mask.Dispose();
+        _mask = mask.DetachFromDisposeScope();
+    }
+
+    /// <summary>
+    /// One decoding step of several prefilled states at once, tokens [ΣN] stacked in the order of
+    /// <paramref name="states"/>: every weight is read once for all rows, and each row computes what
+    /// <see cref="Next"/> of its own state would (the same masks, positions and kernels). Logits [ΣN, V].
+    /// </summary>
+    public static Tensor StepMany(OptForCausalLM lm, IReadOnlyList<OptDecoderState> states, Tensor tokens)
+    {
+        using var scope = NewDisposeScope();
+        var dtype = lm.Decoder.EmbedTokens.Weight.dtype;
+        var segments = new List<DecodeSegment>(states.Count);
+        var positions = new List<Tensor>(states.Count);
+        foreach (var s in states)
+        {
+            if (s._embeds is not null) throw new InvalidOperationException("a state joins a stacked step after its prefill.");
+            s.ExtendMask();
+            long past = s._mask.shape[1] - 1;
+            positions.Add((s._mask.cumsum(1) * s._mask - 1)[.., (int)past..]);                                  // [N, 1]
+            segments.Add(new DecodeSegment((int)s.Rows, s._cache, AttentionMasks.CausalWithPadding(s._mask, 1, dtype)));
+        }
+        var logits = lm.Step(tokens, cat(positions, 0), segments);
+        return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();                                          // [ΣN, V]
     }
 
     public void Select(Tensor index)

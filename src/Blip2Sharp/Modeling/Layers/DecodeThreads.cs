@@ -8,7 +8,8 @@ namespace Blip2Sharp.Modeling.Layers;
 /// sleeps, because decoding calls come every few tens of microseconds, between small libtorch ops, and waking a
 /// sleeping thread-pool thread costs far more than that on a virtual machine (measured on blip2-opt-2.7b int8, 2 cores:
 /// the linear layers took 46–66 ms per token back to back and about 20 ms more when the pool's worker had to be woken
-/// between libtorch ops). One job runs at a time; a job started from inside a job runs on its caller alone.
+/// between libtorch ops). One job runs at a time; a job started from inside a job, or while another thread's job
+/// runs, runs on its caller alone (no process-wide wait).
 /// </summary>
 public static class DecodeThreads
 {
@@ -32,12 +33,14 @@ public static class DecodeThreads
     /// <summary>Runs body(0) … body(parts - 1), part 0 on the calling thread; returns when all have finished.</summary>
     public static void For(int parts, Action<int> body)
     {
-        if (parts <= 1 || _inJob)
+        // Another thread's job holds the workers: run this one on the caller alone rather than wait for it, so that
+        // generations on several threads never queue behind one another here.
+        if (parts <= 1 || _inJob || !Gate.TryEnter())
         {
             for (int p = 0; p < parts; p++) body(p);
             return;
         }
-        lock (Gate)
+        try
         {
             while (Workers.Count < parts - 1) Workers.Add(new Worker(Workers.Count + 1, _current));
             var job = new Job(body, parts);
@@ -55,6 +58,10 @@ public static class DecodeThreads
                 while (Volatile.Read(ref job.Remaining) > 0) spin.SpinOnce(sleep1Threshold: -1);
             }
             if (job.Failure is { } e) throw new AggregateException(e);
+        }
+        finally
+        {
+            Gate.Exit();
         }
     }
 

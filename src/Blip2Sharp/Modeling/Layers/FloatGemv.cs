@@ -7,13 +7,15 @@ using static TorchSharp.torch;
 namespace Blip2Sharp.Modeling.Layers;
 
 /// <summary>
-/// y = x Wᵀ + b for one to four rows of x in float32, the shape of every decoding step: an AVX2/FMA kernel that
+/// y = x Wᵀ + b for one to sixteen rows of x in float32, the shape of every decoding step (sixteen: a continuous
+/// batch of sequences, each row computed exactly as it is alone, so a sequence's tokens do not depend on its batch;
+/// each weight row stays in the L1/L2 cache across the rows' dot products): an AVX2/FMA kernel that
 /// streams each weight row once over all threads, so decoding runs at memory speed (libtorch's one-row product
 /// streams the weights well below the machine's read bandwidth here).
 /// </summary>
 public static unsafe class FloatGemv
 {
-    public const int MaxRows = 4;
+    public const int MaxRows = 16;
 
     /// <summary>
     /// Software prefetch distance over each weight row, in bytes: with the hardware prefetcher alone the kernel streamed

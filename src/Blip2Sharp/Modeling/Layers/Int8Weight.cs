@@ -89,7 +89,7 @@ public sealed unsafe class Int8Weight : IDisposable
     public Tensor Linear(Tensor x, Tensor? bias)
     {
         long rows = x.NumberOfElements / Columns;
-        if (rows > 4 || !Avx2.IsSupported || !Fma.IsSupported || x.device_type != TorchSharp.DeviceType.CPU)
+        if (rows > FloatGemv.MaxRows || !Avx2.IsSupported || !Fma.IsSupported || x.device_type != TorchSharp.DeviceType.CPU)
         {
             using var w = Dequantize();
             return nn.functional.linear(x, w, bias);

@@ -35,20 +35,46 @@ public sealed class OptAttention : nn.Module
     public Tensor Forward(Tensor hidden, Tensor mask, LayerKvCache? cache = null)
     {
         using var scope = NewDisposeScope();
+        var context = Context(hidden, _qProj.forward(hidden), _kProj.forward(hidden), _vProj.forward(hidden), mask, cache);
+        return _outProj.forward(context).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// One decoding step of independent sequences stacked in hidden [N, 1, E]: the projections run once over all rows
+    /// (each weight read once for the whole batch), the attention per segment over its own cache and mask.
+    /// </summary>
+    public Tensor Step(Tensor hidden, IReadOnlyList<DecodeSegment> segments, int layer)
+    {
+        using var scope = NewDisposeScope();
+        var q = _qProj.forward(hidden);
+        var k = _kProj.forward(hidden);
+        var v = _vProj.forward(hidden);
+        var contexts = new List<Tensor>(segments.Count);
+        long at = 0;
+        foreach (var s in segments)
+        {
+            contexts.Add(Context(hidden.narrow(0, at, s.Rows), q.narrow(0, at, s.Rows), k.narrow(0, at, s.Rows),
+                v.narrow(0, at, s.Rows), s.Mask, s.Cache.Layers[layer]));
+            at += s.Rows;
+        }
+        return _outProj.forward(cat(contexts, 0)).MoveToOuterDisposeScope();                 // [N, 1, E]
+    }
+
+    /// <summary>softmax(q·Kᵀ·scaling + mask)·V over the cached and new positions → [B, T, E] (before out_proj).</summary>
+    private Tensor Context(Tensor hidden, Tensor q, Tensor k, Tensor v, Tensor mask, LayerKvCache? cache)
+    {
         long b = hidden.shape[0], t = hidden.shape[1];
         if (cache is not null && !training && DecodeAttention.Applies(hidden, mask, cache, _heads))
         {
             // One new position: the cached attention in one managed pass (same values, see DecodeAttention).
-            var context1 = DecodeAttention.Forward(_qProj.forward(hidden), _kProj.forward(hidden), _vProj.forward(hidden), mask, cache, _heads, _scaling);
-            return _outProj.forward(context1).MoveToOuterDisposeScope();
+            return DecodeAttention.Forward(q, k, v, mask, cache, _heads, _scaling);
         }
-        var q = Heads(Scalars.Mul(_qProj.forward(hidden), _scaling), b, t);
-        var k = Heads(_kProj.forward(hidden), b, t);
-        var v = Heads(_vProj.forward(hidden), b, t);
+        q = Heads(Scalars.Mul(q, _scaling), b, t);
+        k = Heads(k, b, t);
+        v = Heads(v, b, t);
         if (cache is not null) (k, v) = cache.Append(k, v);                  // [B, H, S, Dh]
         var scores = Scalars.Add(q.matmul(k.transpose(-1, -2)), mask);           // [B, H, T, S]
         var probs = F.dropout(scores.softmax(-1), _dropout, training);
-        var context = probs.matmul(v).transpose(1, 2).reshape(b, t, -1);      // [B, T, E]
-        return _outProj.forward(context).MoveToOuterDisposeScope();
+        return probs.matmul(v).transpose(1, 2).reshape(b, t, -1);             // [B, T, E]
     }
 }

@@ -66,4 +66,24 @@ public sealed class OptDecoder : nn.Module
         states?.Add(h);
         return (h.MoveToOuterDisposeScope(), states?.Select(s => s.MoveToOuterDisposeScope()).ToList());
     }
+
+    /// <summary>
+    /// One decoding step of independent sequences: embeds [N, 1, W] of each row's newest token at positions [N, 1]
+    /// (OPT's mask-counted positions), rows grouped into segments that each hold their own cache and additive mask.
+    /// A row gets the values it would get decoding alone (<see cref="Forward"/> with that segment's cache and mask).
+    /// </summary>
+    public Tensor Step(Tensor embeds, Tensor positions, IReadOnlyList<DecodeSegment> segments)
+    {
+        using var scope = NewDisposeScope();
+        var h = embeds;
+        if (_projectIn is not null) h = _projectIn.forward(h);
+        h = Scalars.Add(h, _embedPositions.forward(positions));
+        for (int i = 0; i < _layers.Count; i++) h = _layers[i].Step(h, segments, i);
+        if (_finalLayerNorm is not null) h = _finalLayerNorm.forward(h);
+        if (_projectOut is not null) h = _projectOut.forward(h);
+        return h.MoveToOuterDisposeScope();
+    }
 }
+
+/// <summary>Rows of one sequence in a stacked decoding step: how many, their cache, their additive mask [Rows, 1, 1, S].</summary>
+public sealed record DecodeSegment(int Rows, KvCache Cache, Tensor Mask);

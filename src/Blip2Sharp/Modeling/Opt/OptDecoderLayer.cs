@@ -35,12 +35,19 @@ public sealed class OptDecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor hidden, Tensor mask, LayerKvCache? cache = null)
+    public Tensor Forward(Tensor hidden, Tensor mask, LayerKvCache? cache = null) =>
+        Block(hidden, h => _selfAttn.Forward(h, mask, cache));
+
+    /// <summary>One decoding step of independent sequences (see <see cref="OptAttention.Step"/>).</summary>
+    public Tensor Step(Tensor hidden, IReadOnlyList<DecodeSegment> segments, int layer) =>
+        Block(hidden, h => _selfAttn.Step(h, segments, layer));
+
+    private Tensor Block(Tensor hidden, Func<Tensor, Tensor> selfAttention)
     {
         using var scope = NewDisposeScope();
         var residual = hidden;
         var h = _normBefore ? _selfAttnLayerNorm.forward(hidden) : hidden;
-        h = F.dropout(_selfAttn.Forward(h, mask, cache), _dropout, training);
+        h = F.dropout(selfAttention(h), _dropout, training);
         h = Scalars.Add(residual, h);
         if (!_normBefore) h = _selfAttnLayerNorm.forward(h);
 

@@ -78,11 +78,21 @@ public sealed class OptForCausalLM : nn.Module
         using var scope = NewDisposeScope();
         var (h, states) = _model.Decoder.Forward(inputsEmbeds, attentionMask, cache, outputHiddenStates);
         if (lastOnly) h = h[.., ^1.., ..];
-        var logits = _lmHeadInt8 is not null && _useInt8 && !training
-            ? _lmHeadInt8.Linear(h, null)
-            : Linear.Apply(h, _model.Decoder.EmbedTokens.Weight); // tied lm_head, no bias
+        var logits = LmHead(h);
         return new CausalLMOutput(logits.MoveToOuterDisposeScope(), states?.Select(s => s.MoveToOuterDisposeScope()).ToList());
     }
+
+    /// <summary>One decoding step of independent sequences (<see cref="OptDecoder.Step"/>): tokens [N] → logits [N, V].</summary>
+    public Tensor Step(Tensor tokens, Tensor positions, IReadOnlyList<DecodeSegment> segments)
+    {
+        using var scope = NewDisposeScope();
+        var h = _model.Decoder.Step(EmbedTokens(tokens.unsqueeze(1)), positions, segments);   // [N, 1, E]
+        return LmHead(h)[.., -1, ..].MoveToOuterDisposeScope();                               // [N, V]
+    }
+
+    private Tensor LmHead(Tensor h) => _lmHeadInt8 is not null && _useInt8 && !training
+        ? _lmHeadInt8.Linear(h, null)
+        : Linear.Apply(h, _model.Decoder.EmbedTokens.Weight); // tied lm_head, no bias
 
     /// <summary>OPTModel: holds `decoder`.</summary>
     public sealed class OptModel : nn.Module
