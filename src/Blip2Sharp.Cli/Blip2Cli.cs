@@ -44,6 +44,11 @@ public static class Blip2Cli
             c.AddCommand<SearchCommand>("search")
                 .WithDescription("Find indexed images by text (ITC over the whole collection, top 128 re-ranked by ITM) or by --image.")
                 .WithExample("search", "\"a dog on a beach\"", "--db", "photos.db", "--model", "models/blip2-itm-vit-g", "--top", "5");
+            c.AddCommand<ServeCommand>("serve")
+                .WithDescription("Serve the model over HTTP: OpenAI-compatible /v1/chat/completions (images as data URLs, streaming), " +
+                    "/v1/embeddings, /v1/match, /v1/search, /v1/index, /v1/models, /health, /metrics, /openapi.json and a web page at /.")
+                .WithExample("serve")
+                .WithExample("serve", "--model", "models/blip2-opt-2.7b", "--retrieval-model", "models/blip2-itm-vit-g", "--db", "photos.db", "--port", "8080", "--api-key-file", "key.txt");
             c.AddCommand<TrainCommand>("train")
                 .WithDescription("Train the Q-Former: stage1 (ITC, ITM, ITG) or stage2 (generative, frozen LLM).")
                 .WithExample("train", "stage1", "--init", "models/blip2-itm-vit-g", "--data", "pairs.jsonl", "--out", "runs/s1", "--max-steps", "1000")

@@ -1,3 +1,5 @@
+using SkiaSharp;
+
 namespace Blip2Sharp.Processing;
 
 /// <summary>An 8-bit RGB image, rows top to bottom, channels last (HWC), as numpy sees PIL's "RGB" mode.</summary>
@@ -15,5 +17,22 @@ public sealed class RgbImage
         Width = width;
         Height = height;
         Pixels = pixels;
+    }
+
+    /// <summary>The image as a PNG file (lossless: decoding it gives these pixels back).</summary>
+    public byte[] ToPng()
+    {
+        var rgba = new byte[Width * Height * 4];
+        for (int i = 0, j = 0; i < Pixels.Length; i += 3, j += 4)
+        {
+            rgba[j] = Pixels[i];
+            rgba[j + 1] = Pixels[i + 1];
+            rgba[j + 2] = Pixels[i + 2];
+            rgba[j + 3] = 255;
+        }
+        using var bitmap = new SKBitmap(new SKImageInfo(Width, Height, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        System.Runtime.InteropServices.Marshal.Copy(rgba, 0, bitmap.GetPixels(), rgba.Length);
+        using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+        return data.ToArray();
     }
 }

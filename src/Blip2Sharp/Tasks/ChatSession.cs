@@ -22,37 +22,13 @@ public sealed class ChatSession(Blip2Pipeline pipeline, string imagePath) : IDis
     public int TurnsLeftOut { get; private set; }
 
     /// <summary>The prompt for the next question, with every earlier turn still in the context in front.</summary>
-    public string PromptFor(string question) => PromptFrom(TurnsLeftOut, question);
-
-    /// <summary>The prompt with the turns from <paramref name="firstTurn"/> on in front of the question.</summary>
-    private string PromptFrom(int firstTurn, string question)
-    {
-        var sb = new StringBuilder();
-        foreach (var (q, a) in _turns.Skip(firstTurn)) sb.Append(pipeline.VqaPrompt(q)).Append(' ').Append(a).Append(". ");
-        sb.Append(pipeline.VqaPrompt(question));
-        return sb.ToString();
-    }
-
-    /// <summary>
-    /// The prompt for the question, leaving out the oldest turns while it does not fit the context, and the turns then
-    /// left out; a question that does not fit even alone is refused.
-    /// </summary>
-    private (string Prompt, int LeftOut) FittingPrompt(string question, GenerationOptions options)
-    {
-        for (int first = TurnsLeftOut; ; first++)
-        {
-            string prompt = PromptFrom(first, question);
-            if (pipeline.ContextProblem(prompt, options) is not { } problem) return (prompt, first);
-            if (first == _turns.Count)
-                throw new ArgumentException(_turns.Count == 0 ? problem : $"this question alone: {problem}");
-        }
-    }
+    public string PromptFor(string question) => ChatPrompt.From(pipeline, _turns, TurnsLeftOut, question);
 
     /// <summary>Streams the answer's text as tokens arrive; the turn is recorded when the answer is complete.</summary>
     public async IAsyncEnumerable<string> AskAsync(string question, GenerationOptions options, [EnumeratorCancellation] CancellationToken ct = default)
     {
         if (string.IsNullOrWhiteSpace(question)) throw new ArgumentException("the question is empty.");
-        (string prompt, TurnsLeftOut) = FittingPrompt(question, options);    // a refused question changes nothing
+        (string prompt, TurnsLeftOut) = ChatPrompt.Fitting(pipeline, _turns, TurnsLeftOut, question, options); // a refused one changes nothing
         var (ids, mask) = pipeline.Processor.EncodePrompts([prompt], padLeft: pipeline.IsDecoderOnly);
         var tokens = new List<int>();
         string shown = "";

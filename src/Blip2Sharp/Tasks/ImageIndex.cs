@@ -84,6 +84,23 @@ public static class ImageIndex
         return new IndexReport(added, updated, unchanged, removals.Count, failed, false);
     }
 
+    /// <summary>
+    /// Adds images already in the indexed folder <paramref name="root"/> (paths relative to it, decoded) in one
+    /// commit: durable when this returns. An empty index takes <paramref name="root"/> as its folder; one built from
+    /// another folder or model is refused, as <see cref="Build"/> refuses it.
+    /// </summary>
+    public static void Add(Blip2Retriever retriever, IVectorStore store, string root, IReadOnlyList<(StoredImage Entry, RgbImage Image)> images)
+    {
+        string fingerprint = $"{retriever.Fingerprint};root={Path.GetFullPath(root)}";
+        if (store.Fingerprint is { } existing && existing != fingerprint)
+            throw new Blip2Exception($"this index was built with another model, preprocessing or folder ({Describe(existing)}); it does not mix vectors: use a new --db file.");
+        if (images.Count == 0) return;
+        store.SetFingerprint(fingerprint);
+        using var scope = NewDisposeScope();
+        using var features = retriever.EncodePixels(retriever.ImageProcessor.Preprocess([.. images.Select(i => i.Image)]));
+        store.Commit([.. images.Select(i => i.Entry)], features.Embeds, []);
+    }
+
     private static string Describe(string fingerprint) =>
         string.Join(", ", fingerprint.Split(';').Where(p => p.StartsWith("size=") || p.StartsWith("root=")));
 
@@ -145,12 +162,17 @@ public static class ImageIndex
     /// Image search: the stored images most similar to a query image (max over query pairs of the cosines, clamped to
     /// ±1 as in <see cref="ItcScores"/>). No ITM re-ranking: ITM scores an image against a text.
     /// </summary>
-    public static List<SearchHit> SearchImage(Blip2Retriever retriever, IVectorStore store, string imagePath, int top)
+    public static List<SearchHit> SearchImage(Blip2Retriever retriever, IVectorStore store, string imagePath, int top) =>
+        SearchImage(retriever, store, ImageDecoder.DecodeFile(imagePath, retriever.ImageProcessor.DecodeOptions), top);
+
+    /// <summary>Image search with an image already decoded (an upload).</summary>
+    public static List<SearchHit> SearchImage(Blip2Retriever retriever, IVectorStore store, RgbImage image, int top)
     {
         var (paths, stored) = store.LoadAll();
         using var _ = stored;
         if (paths.Count == 0) return [];
-        using var query = retriever.EncodeImages([imagePath]);
+        using var pixels = retriever.ImageProcessor.Preprocess([image]);
+        using var query = retriever.EncodePixels(pixels);
         using var scope = NewDisposeScope();
         long n = stored.shape[0], q = stored.shape[1], d = stored.shape[2];
         var sims = stored.view(n * q, d).matmul(query.Embeds[0].t());              // [N·Q, Q']
