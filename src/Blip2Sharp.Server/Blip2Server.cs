@@ -161,6 +161,8 @@ public static class Blip2Server
             var api = e switch
             {
                 ApiException a => a,
+                Tasks.InvalidSettingException i => ApiException.BadRequest(i.Message, i.Param.Length > 0 ? i.Param : null,
+                    i.Message.Contains("above this server's cap") ? "max_tokens_too_large" : null),
                 Microsoft.AspNetCore.Http.BadHttpRequestException { StatusCode: 413 } => new ApiException(413,
                     $"the request body is larger than this server's limit of {o.MaxBodyMb} MB (--max-body-mb); send a smaller image.",
                     code: "request_too_large"),

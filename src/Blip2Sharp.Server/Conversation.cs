@@ -1,12 +1,11 @@
 using System.Text.Json;
+using Blip2Sharp.Tasks;
 
 namespace Blip2Sharp.Server;
 
 /// <summary>
-/// The messages of a chat completion read as BLIP-2 chats: one image (an image_url part, in any user message), the
-/// earlier user/assistant pairs as the context's turns (a pair whose user text is empty, such as an image sent alone
-/// and its caption, adds nothing to it), and the last user message's text as the question; no text at all asks for a
-/// caption. System and developer messages are accepted and not used (BLIP-2 has no system prompt).
+/// The messages of a chat completion: one image (an image_url part, in any user message) and the texts, read into
+/// turns and a question as <see cref="ChatPrompt.Read"/> does.
 /// </summary>
 public sealed record Conversation(List<(string Question, string Answer)> Turns, string Question, string ImageUrl, string ImageParam)
 {
@@ -16,37 +15,14 @@ public sealed record Conversation(List<(string Question, string Answer)> Turns, 
     {
         if (messages is null || messages.Count == 0)
             throw ApiException.BadRequest("messages is empty: send at least one user message with an image_url part.", "messages");
-        var turns = new List<(string, string)>();
-        string? pendingUser = null, image = null, imageParam = null;
+        string? image = null, imageParam = null;
+        var texts = new List<(string Role, string Text)>();
         for (int i = 0; i < messages.Count; i++)
-        {
-            var m = messages[i];
-            string param = $"messages[{i}]";
-            string text = Text(m.Content, param, m.Role == "user", ref image, ref imageParam);
-            switch (m.Role)
-            {
-                case "system" or "developer":
-                    break;
-                case "user":
-                    if (pendingUser is not null) pendingUser = $"{pendingUser} {text}".Trim();
-                    else pendingUser = text;
-                    break;
-                case "assistant":
-                    if (pendingUser is { Length: > 0 } q) turns.Add((q, text));
-                    pendingUser = null;
-                    break;
-                default:
-                    throw ApiException.BadRequest($"{param}.role '{m.Role}' is not supported: use system, user or assistant.", $"{param}.role");
-            }
-        }
-        if (messages[^1].Role != "user")
-            throw ApiException.BadRequest("the last message must be the user's (the question, or an image alone for a caption).", "messages");
+            texts.Add((messages[i].Role ?? "", Text(messages[i].Content, $"messages[{i}]", messages[i].Role == "user", ref image, ref imageParam)));
+        var (turns, question) = ChatPrompt.Read(texts);
         if (image is null)
             throw ApiException.BadRequest("BLIP-2 answers about an image: add one {\"type\": \"image_url\"} part with a data URL " +
                 "(data:image/png;base64,…) to a user message.", "messages", "image_required");
-        string question = pendingUser ?? "";
-        if (question.Length == 0 && turns.Count > 0)
-            throw ApiException.BadRequest("the last user message has no text: ask a question.", $"messages[{messages.Count - 1}].content");
         return new Conversation(turns, question, image, imageParam!);
     }
 

@@ -35,4 +35,42 @@ public static class ChatPrompt
                 throw new ArgumentException(turns.Count == 0 ? problem : $"this question alone: {problem}");
         }
     }
+
+    /// <summary>
+    /// Chat messages (role, text) read as BLIP-2 chats: the earlier user/assistant pairs become the turns (a pair
+    /// whose user text is empty, such as an image sent alone and its caption, adds nothing), the last message (the
+    /// user's) is the question, and an empty question with no turns asks for a caption. System and developer messages
+    /// are accepted and not used: BLIP-2 has no system prompt. Refusals are <see cref="InvalidSettingException"/>s
+    /// naming "messages".
+    /// </summary>
+    public static (List<(string Question, string Answer)> Turns, string Question) Read(IReadOnlyList<(string Role, string Text)> messages)
+    {
+        if (messages.Count == 0) throw new InvalidSettingException("messages", "there are no messages: send a user message with an image.");
+        var turns = new List<(string, string)>();
+        string? user = null;
+        for (int i = 0; i < messages.Count; i++)
+        {
+            var (role, text) = messages[i];
+            switch (role)
+            {
+                case "system" or "developer":
+                    break;
+                case "user":
+                    user = user is null ? text : $"{user} {text}".Trim();
+                    break;
+                case "assistant":
+                    if (user is { Length: > 0 } q) turns.Add((q, text));
+                    user = null;
+                    break;
+                default:
+                    throw new InvalidSettingException($"messages[{i}].role", $"messages[{i}].role '{role}' is not supported: use system, user or assistant.");
+            }
+        }
+        if (messages[^1].Role != "user")
+            throw new InvalidSettingException("messages", "the last message must be the user's (the question, or an image alone for a caption).");
+        string question = user ?? "";
+        if (question.Length == 0 && turns.Count > 0)
+            throw new InvalidSettingException($"messages[{messages.Count - 1}].content", "the last user message has no text: ask a question.");
+        return (turns, question);
+    }
 }
