@@ -42,7 +42,7 @@ public class BadImageTests
     }
 
     /// <summary>A well-formed RGB PNG header claiming width × height, with one tiny compressed row.</summary>
-    private static byte[] PngClaiming(uint width, uint height)
+    internal static byte[] PngClaiming(uint width, uint height)
     {
         var s = new MemoryStream();
         s.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
