@@ -45,6 +45,15 @@ if (args.Length >= 4 && args[0] == "models")
     File.WriteAllText(args[1] + ".md", Blip2Sharp.Bench.ModelBench.Markdown(runs));
     return 0;
 }
+//   streams CONFIG_DIR [--tokens N] [--int8]: continuous batching, aggregate tokens/s with 1, 4, 8 and 16 concurrent streams.
+if (args.Length >= 2 && args[0] == "streams")
+{
+    set_num_threads(Environment.ProcessorCount);
+    int tokens = args.SkipWhile(a => a != "--tokens").Skip(1).Select(int.Parse).FirstOrDefault(32);
+    var run = Blip2Sharp.Bench.StreamsBench.Run(args[1], tokens, args.Contains("--int8"), [1, 4, 8, 16, 8, 4, 1]);
+    Console.WriteLine(JsonSerializer.Serialize(run, Blip2Sharp.Bench.ModelBench.Json));
+    return 0;
+}
 if (args.Length < 2 || args[0] != "forward")
 {
     Console.Error.WriteLine("usage: Blip2Sharp.Bench forward CONFIG_DIR [--threads N] | make-checkpoint CONFIG_DIR OUT_DIR");
