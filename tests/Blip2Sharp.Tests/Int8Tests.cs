@@ -67,6 +67,8 @@ public class Int8Tests(ITestOutputHelper output)
     [Theory]
     [InlineData(1, 100, 70)]
     [InlineData(4, 2560, 33)]
+    [InlineData(7, 2560, 61)]
+    [InlineData(16, 1030, 45)]
     public void TheFloatDecodeKernelMatchesLibtorch(int rows, int inF, int outF)
     {
         var gen = new Generator(5);
@@ -81,6 +83,23 @@ public class Int8Tests(ITestOutputHelper output)
         // A row taken out of a larger tensor (a view with an offset) is read from the right place.
         var big = randn([3, rows, inF], generator: gen);
         Assert.True((FloatGemv.Linear(big[2], w, null) - nn.functional.linear(big[2], w)).abs().max().item<float>() < 1e-3);
+    }
+
+    [Fact]
+    public void AFloatDecodeRowIsTheSameBitsAloneAndInAnyBatch()
+    {
+        // 1030 inputs (a tail past the last 8-float chunk), 45 outputs (blocks of 8 and 4 with remainders).
+        var gen = new Generator(8);
+        var w = randn([45, 1030], generator: gen);
+        var b = randn([45], generator: gen);
+        var x = randn([16, 1030], generator: gen);
+        using var noGrad = no_grad();
+        var alone = Enumerable.Range(0, 16).Select(r => FloatGemv.Linear(x[r].unsqueeze(0), w, b)).ToList();
+        foreach (int rows in new[] { 2, 3, 4, 5, 8, 9, 16 })
+        {
+            var batch = FloatGemv.Linear(x[..rows], w, b);
+            for (int r = 0; r < rows; r++) Assert.True(batch[r].unsqueeze(0).equal(alone[r]).all().item<bool>(), $"row {r} of {rows}");
+        }
     }
 
     [Fact]

@@ -1,0 +1,49 @@
+using System.Diagnostics;
+using Blip2Sharp.Modeling.Layers;
+using static TorchSharp.torch;
+
+namespace Blip2Sharp.Bench;
+
+/// <summary>
+/// The decoding product alone at blip2-opt-2.7b's decoder shapes (q, k, v, out 2560×2560, fc1 10240×2560, fc2
+/// 2560×10240), over 8 layers' worth of weights (2.7 GB, far past the caches) for 1 to 16 input rows: how the time
+/// per step grows with the rows, in GFLOP/s and GB/s of weights, rounds interleaved.
+/// </summary>
+public static class GemvRows
+{
+    public static void Run(bool int8, int layers = 8, int rounds = 3)
+    {
+        using var noGrad = no_grad();
+        var gen = new Generator(3);
+        var weights = new List<Tensor>();
+        for (int l = 0; l < layers; l++)
+        {
+            for (int k = 0; k < 4; k++) weights.Add(randn([2560, 2560], generator: gen));
+            weights.Add(randn([10240, 2560], generator: gen));
+            weights.Add(randn([2560, 10240], generator: gen));
+        }
+        var quantized = int8 ? weights.Select(w => new Int8Weight(w)).ToList() : null;
+        double bytes = weights.Sum(w => w.NumberOfElements * (int8 ? 1.0 : 4.0));
+        int[] counts = [1, 2, 4, 8, 12, 16];
+        var best = counts.ToDictionary(c => c, _ => double.MaxValue);
+        for (int round = 0; round < rounds; round++)
+            foreach (int rows in counts)
+            {
+                var x2560 = randn([rows, 2560], generator: gen);
+                var x10240 = randn([rows, 10240], generator: gen);
+                var sw = Stopwatch.StartNew();
+                for (int i = 0; i < weights.Count; i++)
+                {
+                    var x = weights[i].shape[1] == 2560 ? x2560 : x10240;
+                    using var y = quantized is null ? FloatGemv.Linear(x, weights[i], null) : quantized[i].Linear(x, null);
+                }
+                best[rows] = Math.Min(best[rows], sw.Elapsed.TotalSeconds);
+            }
+        foreach (int rows in counts)
+        {
+            double s = best[rows];
+            Console.WriteLine($"{rows,2} rows: {s * 1000:F1} ms for {bytes / 1e9:F2} GB of weights: {bytes / s / 1e9:F1} GB/s, " +
+                $"{2 * rows * weights.Sum(w => (double)w.NumberOfElements) / s / 1e9:F1} GFLOP/s, {s / best[1]:F2} × one row");
+        }
+    }
+}
