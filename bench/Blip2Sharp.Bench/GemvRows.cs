@@ -11,7 +11,7 @@ namespace Blip2Sharp.Bench;
 /// </summary>
 public static class GemvRows
 {
-    public static void Run(bool int8, int layers = 8, int rounds = 3)
+    public static void Run(bool int8, bool torch, int layers = 8, int rounds = 3)
     {
         using var noGrad = no_grad();
         var gen = new Generator(3);
@@ -35,7 +35,8 @@ public static class GemvRows
                 for (int i = 0; i < weights.Count; i++)
                 {
                     var x = weights[i].shape[1] == 2560 ? x2560 : x10240;
-                    using var y = quantized is null ? FloatGemv.Linear(x, weights[i], null) : quantized[i].Linear(x, null);
+                    using var y = quantized is not null ? quantized[i].Linear(x, null)
+                        : torch ? nn.functional.linear(x, weights[i]) : FloatGemv.Linear(x, weights[i], null);
                 }
                 best[rows] = Math.Min(best[rows], sw.Elapsed.TotalSeconds);
             }
@@ -43,7 +44,8 @@ public static class GemvRows
         {
             double s = best[rows];
             Console.WriteLine($"{rows,2} rows: {s * 1000:F1} ms for {bytes / 1e9:F2} GB of weights: {bytes / s / 1e9:F1} GB/s, " +
-                $"{2 * rows * weights.Sum(w => (double)w.NumberOfElements) / s / 1e9:F1} GFLOP/s, {s / best[1]:F2} × one row");
+                $"{2 * rows * weights.Sum(w
+                    => (double)w.NumberOfElements) / s / 1e9:F1} GFLOP/s, {s / best[1]:F2} × one row");
         }
     }
 }

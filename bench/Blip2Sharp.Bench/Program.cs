@@ -45,11 +45,11 @@ if (args.Length >= 4 && args[0] == "models")
     File.WriteAllText(args[1] + ".md", Blip2Sharp.Bench.ModelBench.Markdown(runs));
     return 0;
 }
-//   gemv-rows [--int8]: the decoding product at blip2-opt-2.7b's shapes for 1 to 16 rows.
+//   gemv-rows [--int8 | --torch]: the decoding product (or libtorch's linear) at blip2-opt-2.7b's shapes for 1 to 16 rows.
 if (args.Length >= 1 && args[0] == "gemv-rows")
 {
     set_num_threads(Environment.ProcessorCount);
-    Blip2Sharp.Bench.GemvRows.Run(args.Contains("--int8"));
+    Blip2Sharp.Bench.GemvRows.Run(args.Contains("--int8"), args.Contains("--torch"));
     return 0;
 }
 //   streams CONFIG_DIR [--tokens N] [--int8]: continuous batching, aggregate tokens/s with 1, 4, 8 and 16 concurrent streams.

@@ -33,9 +33,11 @@ public static class StreamsBench
 
         int q = config.NumQueryTokens;
         var ids = Enumerable.Repeat((long)(config.ImageTokenIndex ?? 0), config.ImageTokenIndex is null ? 0 : q)
-            .Concat([2L]).Concat(Enumerable.Range(200, 10).Select(i => (long)i)).ToArray();    // <image> × Q, </s>, 10 prompt tokens
+            .Concat([2L]).Concat(Enumerable.Range(200, 10).Select(i => (long)i))
+                .ToArray();    // <image> × Q, </s>, 10 prompt tokens
         using var inputIds = tensor(ids).unsqueeze(0);
-        using var pixels = randn([1, 3, config.VisionConfig.ImageSize, config.VisionConfig.ImageSize], generator: new Generator(1));
+        using var pixels = randn([1, 3, config.VisionConfig.ImageSize, config.VisionConfig.ImageSize],
+            generator: new Generator(1));
         var options = new GenerationOptions { MaxNewTokens = newTokens, MinNewTokens = newTokens, EosTokenId = [] };
 
         using var batcher = new ContinuousBatcher(model, maxBatchRows: 16, maxQueue: 64);
@@ -57,7 +59,8 @@ public static class StreamsBench
             var full = all.Where(s => s.Admitted == 0 && s.DecodedRows == c).ToList();
             double decode = full.Sum(s => s.DecodedRows) / full.Sum(s => s.Elapsed.TotalSeconds);
             double endToEnd = c * newTokens / wall.TotalSeconds;
-            (rounds.TryGetValue(c, out var list) ? list : rounds[c] = []).Add((decode, endToEnd, ttft.Average(), ttft.Max()));
+            (rounds.TryGetValue(c, out var list) ? list : rounds[c] = [])
+                .Add((decode, endToEnd, ttft.Average(), ttft.Max()));
             Console.Error.WriteLine($"{c,2} streams: decoding {decode:F2} tokens/s, end to end {endToEnd:F2} tokens/s, " +
                 $"first token {ttft.Average():F2} s (worst {ttft.Max():F2} s)");
         }
@@ -75,7 +78,8 @@ public static class StreamsBench
         return r;
     }
 
-    private static (TimeSpan Wall, List<double> Ttft) Round(ContinuousBatcher batcher, Tensor pixels, Tensor ids, GenerationOptions o, int count)
+    private static (TimeSpan Wall, List<double> Ttft) Round(ContinuousBatcher batcher, Tensor pixels, Tensor ids,
+        GenerationOptions o, int count)
     {
         var sw = Stopwatch.StartNew();
         var jobs = Enumerable.Range(0, count).Select(_ => batcher.Submit(pixels, ids, null, o)).ToList();

@@ -7,7 +7,8 @@ namespace Blip2Sharp.Server;
 /// An error answered in OpenAI's shape, {"error": {"message", "type", "param", "code"}}, with its HTTP status; the
 /// message says what to do.
 /// </summary>
-public sealed class ApiException(int status, string message, string type = "invalid_request_error", string? param = null, string? code = null)
+public sealed class ApiException(int status, string message, string type = "invalid_request_error",
+    string? param = null, string? code = null)
     : Exception(message)
 {
     public int Status { get; } = status;
@@ -15,7 +16,8 @@ public sealed class ApiException(int status, string message, string type = "inva
     public string? Param { get; } = param;
     public string? Code { get; } = code;
 
-    public static ApiException BadRequest(string message, string? param = null, string? code = null) => new(400, message, param: param, code: code);
+    public static ApiException BadRequest(string message, string? param = null, string? code = null)
+        => new(400, message, param: param, code: code);
 
     public ErrorBody Body => new(new ErrorDetail(Message, Type, Param, Code));
 

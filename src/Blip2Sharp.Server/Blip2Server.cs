@@ -24,7 +24,8 @@ public static class Blip2Server
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(c => c.SingleLine = true);
         builder.Logging.AddFilter((category, level) => level >= LogLevel.Warning);
-        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c
+            => c.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -50,9 +51,11 @@ public static class Blip2Server
         builder.Services.AddSingleton<ServerMetrics>();
         builder.Services.AddSingleton<ServedModels>();
         builder.Services.AddHttpClient("images", c => c.Timeout = TimeSpan.FromSeconds(20));
-        builder.Services.AddSingleton(sp => new ImageInput(o, ImageDecodeOptions.Default, sp.GetRequiredService<IHttpClientFactory>()));
+        builder.Services.AddSingleton(sp
+            => new ImageInput(o, ImageDecodeOptions.Default, sp.GetRequiredService<IHttpClientFactory>()));
         builder.Services.AddOpenApi();
-        builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(ServerMetrics.MeterName).AddPrometheusExporter());
+        builder.Services.AddOpenTelemetry()
+            .WithMetrics(m => m.AddMeter(ServerMetrics.MeterName).AddPrometheusExporter());
 
         var app = builder.Build();
         var models = app.Services.GetRequiredService<ServedModels>();
@@ -60,13 +63,18 @@ public static class Blip2Server
         app.Lifetime.ApplicationStarted.Register(() =>
         {
             models.StartLoading();
-            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses;
+            var addresses = app.Services.GetRequiredService<IServer>()
+                .Features.Get<IServerAddressesFeature>()?.Addresses;
             o.Log?.Invoke($"listening on {string.Join(", ", addresses ?? [])} (model {o.GenerationId}" +
-                (o.RetrievalId is { } r ? $", retrieval {r}" : "") + (o.Db is { } db ? $", index {db}" : "") + "); loading the models");
-            models.Loading.ContinueWith(t => o.Log?.Invoke(t.IsCompletedSuccessfully ? "ready" : $"error: the model failed to load: {models.LoadError}"),
+                (o.RetrievalId is { } r ? $", retrieval {r}" : "") + (o.Db is { } db ? $", index {db}" : "")
+                    + "); loading the models");
+            models.Loading.ContinueWith(t
+                => o.Log?.Invoke(t.IsCompletedSuccessfully ? "ready"
+                : $"error: the model failed to load: {models.LoadError}"),
                 TaskScheduler.Default);
         });
-        app.Lifetime.ApplicationStopping.Register(() => o.Log?.Invoke("stopping: no new requests; finishing the ones in flight"));
+        app.Lifetime.ApplicationStopping.Register(()
+            => o.Log?.Invoke("stopping: no new requests; finishing the ones in flight"));
         app.Lifetime.ApplicationStopped.Register(models.Dispose);
 
         app.Use(async (ctx, next) =>
@@ -78,7 +86,8 @@ public static class Blip2Server
         app.Use(Errors);
         app.Use(async (ctx, next) =>
         {
-            if (o.ApiKey is { } key && ctx.Request.Path != "/health" && ctx.Request.Path != "/") CheckKey(ctx.Request, key);
+            if (o.ApiKey is { } key && ctx.Request.Path != "/health" && ctx.Request.Path != "/") CheckKey(ctx.Request,
+                key);
             await next(ctx);
         });
         app.UseStatusCodePages(async ctx =>
@@ -86,8 +95,11 @@ public static class Blip2Server
             var r = ctx.HttpContext.Response;
             var e = r.StatusCode switch
             {
-                404 => new ApiException(404, $"no route {ctx.HttpContext.Request.Method} {ctx.HttpContext.Request.Path}: GET /openapi.json lists them.", code: "not_found"),
-                405 => new ApiException(405, $"{ctx.HttpContext.Request.Method} is not allowed on {ctx.HttpContext.Request.Path}.", code: "method_not_allowed"),
+                404 => new ApiException(404,
+                    $"no route {ctx.HttpContext.Request.Method} {ctx.HttpContext.Request.Path}: GET /openapi.json lists them.", code: "not_found"),
+                405 => new ApiException(405,
+                    $"{ctx.HttpContext.Request.Method} is not allowed on {ctx.HttpContext.Request.Path}.",
+                    code: "method_not_allowed"),
                 var s => new ApiException(s, $"HTTP {s}."),
             };
             await e.WriteAsync(r);
@@ -101,24 +113,32 @@ public static class Blip2Server
         app.MapGet("/", () => Results.Content(Page.Value, "text/html; charset=utf-8")).ExcludeFromDescription();
         app.MapGet("/health", (ServedModels m) => m.LoadError is { } e
                 ? Results.Json(new { status = "failed", error = e }, statusCode: 503)
-                : m.Ready ? Results.Json(new { status = "ok" }) : Results.Json(new { status = "loading" }, statusCode: 503))
+                : m.Ready ? Results.Json(new { status = "ok" })
+                    : Results.Json(new { status = "loading" }, statusCode: 503))
             .WithSummary("200 when the models are loaded, 503 while loading (or if loading failed); needs no key.");
-        app.MapGet("/v1/models", (ServedModels m) => Models(m.Options)).WithSummary("The served models and their modalities.");
+        app.MapGet("/v1/models", (ServedModels m) => Models(m.Options))
+            .WithSummary("The served models and their modalities.");
         app.MapPost("/v1/chat/completions", ChatCompletions.Handle)
             .Accepts<ChatCompletionRequest>("application/json")
             .Produces<ChatCompletion>(200).Produces<ChatCompletionChunk>(200, "text/event-stream")
-            .Produces<ApiException.ErrorBody>(400).Produces<ApiException.ErrorBody>(404).Produces<ApiException.ErrorBody>(413)
+            .Produces<ApiException.ErrorBody>(400).Produces<ApiException.ErrorBody>(404)
+                .Produces<ApiException.ErrorBody>(413)
             .Produces<ApiException.ErrorBody>(429).Produces<ApiException.ErrorBody>(503)
             .WithSummary("OpenAI chat completions with one image_url part: caption (image alone), VQA, chat; streaming with SSE.");
         app.MapPost("/v1/embeddings", RetrievalRoutes.Embeddings).Accepts<EmbeddingsRequest>("application/json")
-            .Produces<ApiException.ErrorBody>(400).WithSummary("Q-Former text embeddings (256-d) and image query embeddings (Q × 256).");
+            .Produces<ApiException.ErrorBody>(400)
+                .WithSummary("Q-Former text embeddings (256-d) and image query embeddings (Q × 256).");
         app.MapPost("/v1/match", RetrievalRoutes.Match).Accepts<MatchRequest>("application/json")
-            .Produces<ApiException.ErrorBody>(400).WithSummary("ITM match probability and ITC similarity of one image with each text.");
+            .Produces<ApiException.ErrorBody>(400)
+                .WithSummary("ITM match probability and ITC similarity of one image with each text.");
         app.MapPost("/v1/search", RetrievalRoutes.Search).Accepts<SearchRequest>("application/json")
-            .Produces<ApiException.ErrorBody>(400).WithSummary("Search the index (--db) by text (ITC, then ITM re-rank) or by image.");
+            .Produces<ApiException.ErrorBody>(400)
+                .WithSummary("Search the index (--db) by text (ITC, then ITM re-rank) or by image.");
         app.MapPost("/v1/index", RetrievalRoutes.Index).Accepts<IndexRequest>("application/json")
-            .Produces<ApiException.ErrorBody>(400).WithSummary("Add uploaded images to the index; durable when the call returns.");
-        app.MapGet("/v1/images/{**id}", RetrievalRoutes.Image).WithSummary("An indexed image's file, by the id search returns.");
+            .Produces<ApiException.ErrorBody>(400)
+                .WithSummary("Add uploaded images to the index; durable when the call returns.");
+        app.MapGet("/v1/images/{**id}", RetrievalRoutes.Image)
+            .WithSummary("An indexed image's file, by the id search returns.");
         app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapOpenApi("/openapi.json");
     }
@@ -131,7 +151,8 @@ public static class Blip2Server
             new(o.GenerationId, "model", created, "blip2sharp", ["text", "image"], ["text"], ["/v1/chat/completions"]),
         };
         if (o.RetrievalId is { } r)
-            list.Add(new(r, "model", created, "blip2sharp", ["text", "image"], ["embedding"], ["/v1/embeddings", "/v1/match", "/v1/search", "/v1/index"]));
+            list.Add(new(r, "model", created, "blip2sharp", ["text", "image"], ["embedding"],
+                ["/v1/embeddings", "/v1/match", "/v1/search", "/v1/index"]));
         return new ModelList("list", list);
     }
 
@@ -139,9 +160,12 @@ public static class Blip2Server
     {
         string? header = request.Headers.Authorization;
         if (header is null || !header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
-            throw new ApiException(401, "missing API key: send the header Authorization: Bearer KEY.", code: "invalid_api_key");
-        if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header[7..].Trim()), Encoding.UTF8.GetBytes(key)))
-            throw new ApiException(401, "wrong API key: send the key the server was started with (--api-key).", code: "invalid_api_key");
+            throw new ApiException(401, "missing API key: send the header Authorization: Bearer KEY.",
+                code: "invalid_api_key");
+        if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header[7..].Trim()),
+            Encoding.UTF8.GetBytes(key)))
+            throw new ApiException(401, "wrong API key: send the key the server was started with (--api-key).",
+                code: "invalid_api_key");
     }
 
     /// <summary>Every failure in OpenAI's error shape with its status, unless the response has already begun.</summary>
@@ -161,13 +185,16 @@ public static class Blip2Server
             var api = e switch
             {
                 ApiException a => a,
-                Tasks.InvalidSettingException i => ApiException.BadRequest(i.Message, i.Param.Length > 0 ? i.Param : null,
+                Tasks.InvalidSettingException i
+                    => ApiException.BadRequest(i.Message, i.Param.Length > 0 ? i.Param : null,
                     i.Message.Contains("above this server's cap") ? "max_tokens_too_large" : null),
                 Microsoft.AspNetCore.Http.BadHttpRequestException { StatusCode: 413 } => new ApiException(413,
                     $"the request body is larger than this server's limit of {o.MaxBodyMb} MB (--max-body-mb); send a smaller image.",
                     code: "request_too_large"),
-                Microsoft.AspNetCore.Http.BadHttpRequestException b => new ApiException(b.StatusCode, $"bad request: {b.Message}"),
-                _ => new ApiException(500, $"internal error ({e.GetType().Name}: {e.Message}); please report it.", "server_error"),
+                Microsoft.AspNetCore.Http.BadHttpRequestException b
+                    => new ApiException(b.StatusCode, $"bad request: {b.Message}"),
+                _ => new ApiException(500, $"internal error ({e.GetType().Name}: {e.Message}); please report it.",
+                    "server_error"),
             };
             await api.WriteAsync(ctx.Response);
         }

@@ -40,7 +40,8 @@ public static class ChatCompletions
         catch (QueueFullException e)
         {
             http.Response.Headers.RetryAfter = "1";
-            throw new ApiException(429, $"the server is busy: {e.Message} Retry after a second.", "rate_limit_exceeded", code: "queue_full");
+            throw new ApiException(429, $"the server is busy: {e.Message} Retry after a second.",
+                "rate_limit_exceeded", code: "queue_full");
         }
 
         string id = $"chatcmpl-{Guid.NewGuid():N}";
@@ -56,7 +57,8 @@ public static class ChatCompletions
         try
         {
             await foreach (var piece in generation.StreamAsync(CancellationToken.None))
-                if (sse is not null) await sse.SendAsync(Chunk(id, created, modelId, piece.Sequence, piece.Text), aborted);
+                if (sse is not null) await sse.SendAsync(Chunk(id, created, modelId, piece.Sequence, piece.Text),
+                    aborted);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
@@ -66,7 +68,8 @@ public static class ChatCompletions
         {
             var error = timeout.IsCancellationRequested
                 ? new ApiException(504, $"the generation took longer than the server's request timeout " +
-                    $"({models.Options.RequestTimeout.TotalSeconds:0} s); ask for fewer max_tokens.", "timeout", code: "timeout")
+                    $"({models.Options.RequestTimeout.TotalSeconds:0} s); ask for fewer max_tokens.", "timeout",
+                        code: "timeout")
                 : new ApiException(500, $"generation failed: {e.Message}", "server_error");
             if (sse is null) throw error;
             await sse.SendAsync(error.Body, CancellationToken.None);
@@ -76,18 +79,22 @@ public static class ChatCompletions
         var answers = generation.Answers;
         int completionTokens = answers.Sum(a => a.CompletionTokens);
         var usage = new Usage(generation.PromptTokens, completionTokens, generation.PromptTokens + completionTokens);
-        metrics.Generation(generation.PromptTokens, completionTokens, generation.TimeToFirstToken, Stopwatch.GetElapsedTime(started));
+        metrics.Generation(generation.PromptTokens, completionTokens, generation.TimeToFirstToken,
+            Stopwatch.GetElapsedTime(started));
         if (sse is null)
         {
-            var choices = answers.Select((a, i) => new ChatChoice(i, new AssistantMessage("assistant", a.Text), a.FinishReason)).ToList();
-            await http.Response.WriteAsJsonAsync(new ChatCompletion(id, "chat.completion", created, modelId, choices, usage), Wire.Json, aborted);
+            var choices = answers.Select((a, i)
+                => new ChatChoice(i, new AssistantMessage("assistant", a.Text), a.FinishReason)).ToList();
+            await http.Response.WriteAsJsonAsync(new ChatCompletion(id, "chat.completion", created, modelId, choices,
+                usage), Wire.Json, aborted);
             return;
         }
         for (int i = 0; i < answers.Count; i++)
             await sse.SendAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, modelId,
                 [new ChunkChoice(i, new Delta(), answers[i].FinishReason)]), aborted);
         if (request.StreamOptions?.IncludeUsage == true)
-            await sse.SendAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, modelId, [], usage), aborted);
+            await sse.SendAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, modelId, [], usage),
+                aborted);
         await sse.DoneAsync(aborted);
     }
 
@@ -128,7 +135,8 @@ public static class ChatCompletions
     {
         if (stop is not { } s || s.ValueKind == JsonValueKind.Null) return [];
         if (s.ValueKind == JsonValueKind.String) return [s.GetString()!];
-        if (s.ValueKind == JsonValueKind.Array && s.GetArrayLength() <= 4 && s.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String))
+        if (s.ValueKind == JsonValueKind.Array && s.GetArrayLength() <= 4 && s.EnumerateArray()
+            .All(x => x.ValueKind == JsonValueKind.String))
             return [.. s.EnumerateArray().Select(x => x.GetString()!)];
         throw ApiException.BadRequest("stop must be a string or a list of up to 4 strings.", "stop");
     }

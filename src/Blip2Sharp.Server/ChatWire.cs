@@ -5,7 +5,8 @@ namespace Blip2Sharp.Server;
 
 /// <summary>
 /// POST /v1/chat/completions, OpenAI's request: messages whose content is a string or a list of parts
-/// ({"type": "text", "text"} and one {"type": "image_url", "image_url": {"url": "data:image/png;base64,…"}}), the sampling
+/// ({"type": "text", "text"} and one {"type": "image_url", "image_url": {"url": "data:image/png;base64,…"}}), the
+/// sampling
 /// parameters, and BLIP-2's generation extras by transformers' names. Fields not listed are ignored.
 /// </summary>
 public sealed record ChatCompletionRequest
@@ -45,7 +46,8 @@ public sealed record ChatMessage
     public JsonElement? Content { get; init; }
 }
 
-public sealed record ChatCompletion(string Id, string Object, long Created, string Model, List<ChatChoice> Choices, Usage Usage);
+public sealed record ChatCompletion(string Id, string Object, long Created, string Model, List<ChatChoice> Choices,
+    Usage Usage);
 
 public sealed record ChatChoice(
     int Index,
@@ -57,7 +59,8 @@ public sealed record AssistantMessage(string Role, string Content);
 
 public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens);
 
-public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model, List<ChunkChoice> Choices, Usage? Usage = null);
+public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model,
+    List<ChunkChoice> Choices, Usage? Usage = null);
 
 public sealed record ChunkChoice(
     int Index,

@@ -6,7 +6,8 @@ using static TorchSharp.torch;
 
 namespace Blip2Sharp.Server;
 
-/// <summary>The retrieval model's routes: embeddings, match, search, index, and the indexed images themselves.</summary>
+/// <summary>The retrieval model's routes: embeddings, match, search, index, and the indexed images
+/// themselves.</summary>
 public static class RetrievalRoutes
 {
     public static async Task<EmbeddingsResponse> Embeddings(HttpContext http, ServedModels models, ImageInput images)
@@ -28,7 +29,8 @@ public static class RetrievalRoutes
             if (IsImage(inputs[i])) decoded[i] = await images.DecodeAsync(inputs[i], $"input[{i}]", ct);
         var texts = Enumerable.Range(0, inputs.Count).Where(i => !decoded.ContainsKey(i)).ToList();
         if (texts.Any(i => string.IsNullOrWhiteSpace(inputs[i])))
-            throw ApiException.BadRequest("an input text is empty.", $"input[{texts.First(i => string.IsNullOrWhiteSpace(inputs[i]))}]");
+            throw ApiException.BadRequest("an input text is empty.",
+                $"input[{texts.First(i => string.IsNullOrWhiteSpace(inputs[i]))}]");
 
         var items = new EmbeddingItem[inputs.Count];
         int tokens = 0;
@@ -41,12 +43,14 @@ public static class RetrievalRoutes
                 using var t = retriever.EncodeTexts([.. texts.Select(i => inputs[i])]);
                 tokens = (int)t.AttentionMask.sum().item<long>();
                 for (int k = 0; k < texts.Count; k++)
-                    items[texts[k]] = Item(texts[k], t.Embeds[k].data<float>().ToArray(), [(int)t.Embeds.shape[1]], "text", base64);
+                    items[texts[k]] = Item(texts[k], t.Embeds[k].data<float>().ToArray(), [(int)t.Embeds.shape[1]],
+                        "text", base64);
             }
             if (decoded.Count > 0)
             {
                 var order = decoded.Keys.Order().ToList();
-                using var f = retriever.EncodePixels(retriever.ImageProcessor.Preprocess([.. order.Select(i => decoded[i])]));
+                using var f = retriever.EncodePixels(retriever.ImageProcessor.Preprocess([.. order.Select(i
+                    => decoded[i])]));
                 for (int k = 0; k < order.Count; k++)
                     items[order[k]] = Item(order[k], f.Embeds[k].contiguous().data<float>().ToArray(),
                         [(int)f.Embeds.shape[1], (int)f.Embeds.shape[2]], "image", base64);
@@ -61,7 +65,8 @@ public static class RetrievalRoutes
 
     private static EmbeddingItem Item(int index, float[] values, int[] shape, string modality, bool base64)
     {
-        object embedding = base64 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan())) : values;
+        object embedding = base64
+            ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan())) : values;
         return new EmbeddingItem("embedding", index, embedding, shape, modality);
     }
 
@@ -70,7 +75,8 @@ public static class RetrievalRoutes
     private static List<string> Inputs(JsonElement? input)
     {
         if (input is { ValueKind: JsonValueKind.String } s) return [s.GetString()!];
-        if (input is { ValueKind: JsonValueKind.Array } a && a.GetArrayLength() > 0 && a.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String))
+        if (input is { ValueKind: JsonValueKind.Array } a && a.GetArrayLength() > 0 && a.EnumerateArray()
+            .All(x => x.ValueKind == JsonValueKind.String))
             return [.. a.EnumerateArray().Select(x => x.GetString()!)];
         throw ApiException.BadRequest("input must be a string or a non-empty list of strings (texts, or image data URLs).", "input");
     }
@@ -93,7 +99,8 @@ public static class RetrievalRoutes
             using var t = retriever.EncodeTexts(texts);
             var itm = retriever.ItmProbabilities(f, t)[0].data<float>().ToArray();
             var itc = Blip2Retriever.ItcMatrix(f.Embeds, t.Embeds)[0].contiguous().data<float>().ToArray();
-            return new MatchResponse("list", models.Options.RetrievalId!, [.. texts.Select((x, j) => new MatchResult(x, itm[j], itc[j]))]);
+            return new MatchResponse("list", models.Options.RetrievalId!,
+                [.. texts.Select((x, j) => new MatchResult(x, itm[j], itc[j]))]);
         }
         finally
         {
@@ -113,7 +120,8 @@ public static class RetrievalRoutes
         if (top is < 1 or > 1000) throw ApiException.BadRequest($"top must be between 1 and 1000 (got {top}).", "top");
         if (rerank is < 0 or > 1000) throw ApiException.BadRequest($"rerank must be between 0 and 1000 (got {rerank}).", "rerank");
         if ((r.Query is null) == (r.Image is null))
-            throw ApiException.BadRequest("give either query (a text) or image (a data URL).", r.Query is null ? "query" : "image");
+            throw ApiException.BadRequest("give either query (a text) or image (a data URL).", r.Query is null
+                ? "query" : "image");
         if (r.Query is { } q && string.IsNullOrWhiteSpace(q)) throw ApiException.BadRequest("query is empty.", "query");
         var image = r.Image is null ? null : await images.DecodeAsync(r.Image, "image", ct);
         await models.RetrievalGate.WaitAsync(ct);
@@ -125,7 +133,9 @@ public static class RetrievalRoutes
                 ? ImageIndex.SearchText(retriever, store, r.Query!, top, rerank)
                 : ImageIndex.SearchImage(retriever, store, image, top);
             return new SearchResponse("list", models.Options.RetrievalId!,
-                [.. hits.Select(h => new SearchResult(h.Path, Path.Combine(root, h.Path), ImageUrl(h.Path), h.Score, h.Itc, h.ItmLogit))]);
+                [.. hits.Select(h
+                    => new SearchResult(h.Path, Path.Combine(root, h.Path), ImageUrl(h.Path), h.Score, h.Itc,
+                    h.ItmLogit))]);
         }
         finally
         {
@@ -133,7 +143,8 @@ public static class RetrievalRoutes
         }
     }
 
-    private static string ImageUrl(string id) => "/v1/images/" + string.Join('/', id.Split('/').Select(Uri.EscapeDataString));
+    private static string ImageUrl(string id) => "/v1/images/"
+        + string.Join('/', id.Split('/').Select(Uri.EscapeDataString));
 
     public static async Task<IndexResponse> Index(HttpContext http, ServedModels models, ImageInput images)
     {
@@ -175,7 +186,9 @@ public static class RetrievalRoutes
                 entries.Add((new StoredImage(id, hash), image));
             }
             ImageIndex.Add(retriever, store, root, entries);
-            return new IndexResponse("list", [.. entries.Select(e => new IndexedImage(e.Item1.Path, Path.Combine(root, e.Item1.Path), ImageUrl(e.Item1.Path)))],
+            return new IndexResponse("list",
+                [.. entries.Select(e
+                => new IndexedImage(e.Item1.Path, Path.Combine(root, e.Item1.Path), ImageUrl(e.Item1.Path)))],
                 store.Entries().Count);
         }
         finally
@@ -184,14 +197,16 @@ public static class RetrievalRoutes
         }
     }
 
-    /// <summary>GET /v1/images/{id}: an indexed image's file (for thumbnails); only files inside the indexed folder.</summary>
+    /// <summary>GET /v1/images/{id}: an indexed image's file (for thumbnails); only files inside the indexed
+    /// folder.</summary>
     public static IResult Image(string id, ServedModels models)
     {
         var store = models.Store;
         if (store.Fingerprint is null) throw new ApiException(404, "the index is empty.", code: "not_found");
         string root = Path.GetFullPath(ImageIndex.RootOf(store));
         string path = Path.GetFullPath(Path.Combine(root, id));
-        if (!path.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal) || !store.Entries().ContainsKey(id) || !File.Exists(path))
+        if (!path.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal) || !store.Entries()
+            .ContainsKey(id) || !File.Exists(path))
             throw new ApiException(404, $"no indexed image '{id}'.", param: "id", code: "not_found");
         string type = Path.GetExtension(path).ToLowerInvariant() switch
         {

@@ -37,7 +37,8 @@ public sealed record MatchResult(string Text, double Itm, double Itc);
 
 public sealed record MatchResponse(string Object, string Model, List<MatchResult> Data);
 
-/// <summary>POST /v1/search: a text query (ITC over the index, the best rerank re-ranked by ITM) or an image query.</summary>
+/// <summary>POST /v1/search: a text query (ITC over the index, the best rerank re-ranked by ITM) or an image
+/// query.</summary>
 public sealed record SearchRequest
 {
     public string? Model { get; init; }
@@ -64,6 +65,7 @@ public sealed record IndexedImage(string Id, string Path, string Url);
 
 public sealed record IndexResponse(string Object, List<IndexedImage> Data, int Total);
 
-public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, string[] InputModalities, string[] OutputModalities, string[] Endpoints);
+public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, string[] InputModalities,
+    string[] OutputModalities, string[] Endpoints);
 
 public sealed record ModelList(string Object, List<ModelCard> Data);

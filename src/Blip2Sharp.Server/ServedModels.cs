@@ -48,7 +48,8 @@ public sealed class ServedModels(ServerOptions options, ServerMetrics metrics) :
     private void RequireReady()
     {
         if (LoadError is { } e) throw new ApiException(503, $"the model failed to load: {e}", "service_unavailable");
-        if (!Ready) throw new ApiException(503, "the model is still loading; retry when GET /health answers 200.", "service_unavailable");
+        if (!Ready) throw new ApiException(503, "the model is still loading; retry when GET /health answers 200.",
+            "service_unavailable");
     }
 
     public Blip2Pipeline Pipeline
@@ -76,7 +77,8 @@ public sealed class ServedModels(ServerOptions options, ServerMetrics metrics) :
         {
             RequireReady();
             return _retriever ?? throw ApiException.BadRequest(
-                "this server has no retrieval model: start it with --retrieval-model DIR (a blip2-itm checkpoint).", code: "no_retrieval_model");
+                "this server has no retrieval model: start it with --retrieval-model DIR (a blip2-itm checkpoint).",
+                    code: "no_retrieval_model");
         }
     }
 
@@ -86,18 +88,22 @@ public sealed class ServedModels(ServerOptions options, ServerMetrics metrics) :
         get
         {
             RequireReady();
-            return _store ?? throw ApiException.BadRequest("this server has no image index: start it with --db FILE.", code: "no_index");
+            return _store
+                ?? throw ApiException.BadRequest("this server has no image index: start it with --db FILE.",
+                code: "no_index");
         }
     }
 
     /// <summary>Where uploaded images are kept: the index's folder, or DB.images/ beside a new index.</summary>
-    public string IndexRoot => Store.Fingerprint is null ? Path.GetFullPath(options.Db! + ".images") : ImageIndex.RootOf(Store);
+    public string IndexRoot => Store.Fingerprint is null ? Path.GetFullPath(options.Db! + ".images")
+        : ImageIndex.RootOf(Store);
 
     /// <summary>A model id a request names: null or the served one passes, another is a 404.</summary>
     public void RequireModel(string? requested, string served, string param = "model")
     {
         if (requested is null || requested == served) return;
-        throw new ApiException(404, $"the model '{requested}' does not exist here; GET /v1/models lists what this server serves ('{served}').",
+        throw new ApiException(404,
+            $"the model '{requested}' does not exist here; GET /v1/models lists what this server serves ('{served}').",
             param: param, code: "model_not_found");
     }
 

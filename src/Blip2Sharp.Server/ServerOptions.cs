@@ -7,7 +7,8 @@ public sealed record ServerOptions
     public required string Model { get; init; }
     /// <summary>The id clients send as "model" (default: the folder's name).</summary>
     public string? ModelName { get; init; }
-    /// <summary>The retrieval checkpoint folder (embeddings, match, search, index); none: those routes say so.</summary>
+    /// <summary>The retrieval checkpoint folder (embeddings, match, search, index); none: those routes say
+    /// so.</summary>
     public string? RetrievalModel { get; init; }
     public string? RetrievalModelName { get; init; }
     /// <summary>The image index (SQLite file) that /v1/search reads and /v1/index adds to.</summary>
@@ -29,12 +30,14 @@ public sealed record ServerOptions
     public IReadOnlyList<string> ImageUrlHosts { get; init; } = [];
     /// <summary>A generation that takes longer is cancelled (its slot freed) and answered 504.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(5);
-    /// <summary>On SIGTERM or Ctrl-C: how long in-flight requests may take to finish before they are cancelled.</summary>
+    /// <summary>On SIGTERM or Ctrl-C: how long in-flight requests may take to finish before they are
+    /// cancelled.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(20);
     /// <summary>Where the server says it is ready, and other one-line news (standard error for the CLI).</summary>
     public Action<string>? Log { get; init; }
 
-    public string GenerationId => ModelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(Model)));
+    public string GenerationId => ModelName
+        ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(Model)));
 
     public string? RetrievalId => RetrievalModel is null ? null
         : RetrievalModelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(RetrievalModel)));

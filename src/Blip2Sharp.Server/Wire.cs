@@ -26,7 +26,8 @@ public static class Wire
         catch (JsonException e)
         {
             string where = e.Path is { Length: > 0 } p ? $" at {p}" : "";
-            throw ApiException.BadRequest($"malformed JSON body{where}: {e.Message.Split(" Path:")[0]}", code: "invalid_json");
+            throw ApiException.BadRequest($"malformed JSON body{where}: {e.Message.Split(" Path:")[0]}",
+                code: "invalid_json");
         }
     }
 }

@@ -8,7 +8,8 @@ using Xunit;
 
 namespace Blip2Sharp.Tests;
 
-/// <summary>The library's Microsoft.Extensions.AI clients on the demo model, against the pipeline alone and `blip2 embed`.</summary>
+/// <summary>The library's Microsoft.Extensions.AI clients on the demo model, against the pipeline alone and `blip2
+/// embed`.</summary>
 public class ChatClientTests
 {
     private static readonly string Models = Path.Combine(AppContext.BaseDirectory, "models", "blip2-demo");
@@ -16,20 +17,23 @@ public class ChatClientTests
     private static byte[] Png(int seed) => Scene.Random(new Random(seed)).RenderPng(96);
 
     private static ChatMessage Ask(byte[] png, string? question) =>
-        new(ChatRole.User, question is null ? [new DataContent(png, "image/png")] : [new DataContent(png, "image/png"), new TextContent(question)]);
+        new(ChatRole.User, question is null ? [new DataContent(png, "image/png")]
+            : [new DataContent(png, "image/png"), new TextContent(question)]);
 
     [Fact]
     public async Task ConcurrentCallsGetThePipelinesAnswers()
     {
         using var client = Blip2ChatClient.FromPretrained(Path.Combine(Models, "generation"));
         var pipeline = (Blip2Pipeline)client.GetService(typeof(Blip2Pipeline))!;
-        var cases = Enumerable.Range(0, 8).Select(i => (Png: Png(40 + i), Question: i % 2 == 0 ? null : "how many shapes are there?")).ToList();
+        var cases = Enumerable.Range(0, 8)
+            .Select(i => (Png: Png(40 + i), Question: i % 2 == 0 ? null : "how many shapes are there?")).ToList();
         string dir = Fixtures.TempDir();
         var expected = cases.Select((c, i) =>
         {
             string path = Path.Combine(dir, $"{i}.png");
             File.WriteAllBytes(path, c.Png);
-            return pipeline.Run([path], [c.Question is null ? "" : pipeline.VqaPrompt(c.Question)], new GenerationOptions { MaxNewTokens = 30 })[0].Text;
+            return pipeline.Run([path], [c.Question is null ? "" : pipeline.VqaPrompt(c.Question)],
+                new GenerationOptions { MaxNewTokens = 30 })[0].Text;
         }).ToList();
         var responses = await Task.WhenAll(cases.Select(c => client.GetResponseAsync([Ask(c.Png, c.Question)])));
         Assert.Equal(expected, responses.Select(r => r.Text));
@@ -83,8 +87,10 @@ public class ChatClientTests
         var want = expected["text_embeds"]![0]!.AsArray().Select(x => (float)x!).ToArray();
         Assert.Equal(want.Length, t.Length);
         for (int i = 0; i < t.Length; i++) Assert.Equal(want[i], t[i], 5);
-        var v = (await images.GenerateAsync([new DataContent(await File.ReadAllBytesAsync(image), "image/png")]))[0].Vector.ToArray();
-        var wantImage = expected["image_embeds"]![0]!.AsArray().SelectMany(r => r!.AsArray().Select(x => (float)x!)).ToArray();
+        var v = (await images.GenerateAsync([new DataContent(await File.ReadAllBytesAsync(image),
+            "image/png")]))[0].Vector.ToArray();
+        var wantImage = expected["image_embeds"]![0]!.AsArray().SelectMany(r => r!.AsArray().Select(x => (float)x!))
+            .ToArray();
         Assert.Equal(wantImage.Length, v.Length);
         for (int i = 0; i < v.Length; i++) Assert.Equal(wantImage[i], v[i], 5);
         Assert.Equal(wantImage.Length, images.GetService<EmbeddingGeneratorMetadata>()!.DefaultModelDimensions);
@@ -94,7 +100,8 @@ public class ChatClientTests
     public async Task ARequestWithoutAnImageIsRefused()
     {
         using var client = Blip2ChatClient.FromPretrained(Path.Combine(Models, "generation"));
-        var e = await Assert.ThrowsAsync<InvalidSettingException>(() => client.GetResponseAsync([new ChatMessage(ChatRole.User, "hello")]));
+        var e = await Assert.ThrowsAsync<InvalidSettingException>(()
+            => client.GetResponseAsync([new ChatMessage(ChatRole.User, "hello")]));
         Assert.Contains("image", e.Message);
     }
 }

@@ -38,13 +38,16 @@ public class ContinuousBatcherTests : IClassFixture<ContinuousBatcherTests.DemoM
         return (ids.DetachFromDisposeScope(), mask.DetachFromDisposeScope());
     }
 
-    /// <summary>Caption, VQA beam search, seeded sampling with two sequences, a repetition penalty, short limits.</summary>
+    /// <summary>Caption, VQA beam search, seeded sampling with two sequences, a repetition penalty, short
+    /// limits.</summary>
     private static readonly (string Prompt, GenerationOptions Options)[] Mix =
     [
         ("", new GenerationOptions { MaxNewTokens = 30 }),
         ("Question: how many shapes are there? Answer:", GenerationOptions.Vqa),
-        ("", new GenerationOptions { DoSample = true, Seed = 7, NumReturnSequences = 2, TopP = 0.9, MaxNewTokens = 20 }),
-        ("Question: what colour is the background? Answer:", new GenerationOptions { MaxNewTokens = 5, RepetitionPenalty = 1.3 }),
+        ("", new GenerationOptions { DoSample = true, Seed = 7, NumReturnSequences = 2, TopP = 0.9,
+            MaxNewTokens = 20 }),
+        ("Question: what colour is the background? Answer:",
+            new GenerationOptions { MaxNewTokens = 5, RepetitionPenalty = 1.3 }),
         ("a photo of", new GenerationOptions { NumBeams = 3, NumReturnSequences = 2, MaxNewTokens = 12 }),
         ("", new GenerationOptions { MaxNewTokens = 1 }),
     ];
@@ -104,7 +107,8 @@ public class ContinuousBatcherTests : IClassFixture<ContinuousBatcherTests.DemoM
         {
             var each = alone.Select((s, i) => s.Next(tensor(new[] { tokens[i] + step }))).ToList();
             var together = OptDecoderState.StepMany(lm, stacked, tensor(tokens.Select(t => t + step).ToArray()));
-            for (int i = 0; i < prompts.Length; i++) Assert.Equal(0f, (each[i] - together.narrow(0, i, 1)).abs().max().item<float>());
+            for (int i = 0; i < prompts.Length; i++) Assert.Equal(0f, (each[i] - together.narrow(0, i, 1)).abs().max()
+                .item<float>());
         }
         foreach (var s in alone.Concat(stacked)) s.Dispose();
     }
@@ -116,7 +120,8 @@ public class ContinuousBatcherTests : IClassFixture<ContinuousBatcherTests.DemoM
         using var cts = new CancellationTokenSource();
         var (ids, mask) = Prompt("");
         // No stop token: the long request runs its 200 steps unless cancelled.
-        var longJob = batcher.Submit(Pixels(1), ids, mask, new GenerationOptions { MaxNewTokens = 200, EosTokenId = [] }, cts.Token);
+        var longJob = batcher.Submit(Pixels(1), ids, mask,
+            new GenerationOptions { MaxNewTokens = 200, EosTokenId = [] }, cts.Token);
         var shortJob = batcher.Submit(Pixels(2), ids, mask, new GenerationOptions { MaxNewTokens = 20 });
         await longJob.Tokens.ReadAsync();
         cts.Cancel();

@@ -84,13 +84,16 @@ public sealed class ServeCommand : AsyncCommand<ServeCommand.Settings>
             : MaxQueue < 0 ? ValidationResult.Error("--max-queue cannot be negative.")
             : MaxBodyMb < 1 ? ValidationResult.Error("--max-body-mb must be at least 1.")
             : MaxTokens < 1 ? ValidationResult.Error("--max-tokens must be at least 1.")
-            : RequestTimeout < 1 || ShutdownTimeout < 0 ? ValidationResult.Error("--request-timeout must be at least 1 and --shutdown-timeout at least 0.")
-            : ApiKey is not null && ApiKeyFile is not null ? ValidationResult.Error("give --api-key or --api-key-file, not both.")
+            : RequestTimeout < 1 || ShutdownTimeout < 0
+                ? ValidationResult.Error("--request-timeout must be at least 1 and --shutdown-timeout at least 0.")
+            : ApiKey is not null && ApiKeyFile is not null
+                ? ValidationResult.Error("give --api-key or --api-key-file, not both.")
             : Quantize is not null and not "int8" ? ValidationResult.Error("--quantize takes int8.")
             : ValidationResult.Success();
     }
 
-    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings,
+        CancellationToken cancellationToken)
     {
         string model = settings.Model ?? DemoModel.Generation;
         string? retrieval = settings.RetrievalModel ?? (settings.Model is null ? DemoModel.Retrieval : null);
@@ -108,7 +111,8 @@ public sealed class ServeCommand : AsyncCommand<ServeCommand.Settings>
             Model = model,
             ModelName = settings.Model is null ? "blip2-demo" : null,
             RetrievalModel = retrieval,
-            RetrievalModelName = settings.Model is null && settings.RetrievalModel is null ? "blip2-demo-retrieval" : null,
+            RetrievalModelName = settings.Model is null && settings.RetrievalModel is null ? "blip2-demo-retrieval"
+                : null,
             Db = settings.Db,
             Host = settings.Host,
             Port = settings.Port,

@@ -10,7 +10,8 @@ namespace Blip2Sharp.Clients;
 /// Microsoft.Extensions.AI's <see cref="IChatClient"/> over a BLIP-2 generation checkpoint. A request holds one
 /// image (a <see cref="DataContent"/> of an image media type, in a user message); an image with no text asks for a
 /// caption, a text is a question, and earlier user/assistant pairs are the chat context as `blip2 chat` chains it
-/// (<see cref="ChatPrompt"/>). Thread-safe: concurrent calls share a <see cref="ContinuousBatcher"/>, so they are decoded
+/// (<see cref="ChatPrompt"/>). Thread-safe: concurrent calls share a <see cref="ContinuousBatcher"/>, so they are
+/// decoded
 /// together and each gets what it would get alone.
 /// <para>Settings: <see cref="ChatOptions.MaxOutputTokens"/> (default 30), <see cref="ChatOptions.Temperature"/>
 /// (0 or absent: greedy; above 0: sampling), TopP, TopK, Seed, StopSequences, and in
@@ -40,7 +41,9 @@ public sealed class Blip2ChatClient : IChatClient
     public static Blip2ChatClient FromPretrained(string folder, bool quantizeInt8 = false, int maxBatch = 16)
     {
         var pipeline = Blip2Pipeline.FromPretrained(folder, quantizeInt8: quantizeInt8);
-        return new Blip2ChatClient(pipeline, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder))), maxBatch, 256, ownsPipeline: true);
+        return new Blip2ChatClient(pipeline,
+            Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder))), maxBatch, 256,
+            ownsPipeline: true);
     }
 
     public ChatClientMetadata Metadata { get; }
@@ -68,7 +71,8 @@ public sealed class Blip2ChatClient : IChatClient
         await foreach (var piece in generation.StreamAsync(cancellationToken))
         {
             if (piece.Sequence != 0) continue;       // a stream carries one answer
-            yield return new ChatResponseUpdate(ChatRole.Assistant, piece.Text) { ResponseId = id, MessageId = id, ModelId = Metadata.DefaultModelId };
+            yield return new ChatResponseUpdate(ChatRole.Assistant, piece.Text) { ResponseId = id, MessageId = id,
+                ModelId = Metadata.DefaultModelId };
         }
         var answers = generation.Answers;
         yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(generation, answers))])
@@ -89,17 +93,24 @@ public sealed class Blip2ChatClient : IChatClient
         {
             foreach (var d in m.Contents.OfType<DataContent>().Where(d => d.HasTopLevelMediaType("image")))
             {
-                if (m.Role != ChatRole.User) throw new InvalidSettingException("messages", "only user messages may carry an image.");
-                if (image is not null) throw new InvalidSettingException("messages", "BLIP-2 reads one image per request; send one image.");
+                if (m.Role != ChatRole.User) throw new InvalidSettingException("messages",
+                    "only user messages may carry an image.");
+                if (image is not null) throw new InvalidSettingException("messages",
+                    "BLIP-2 reads one image per request; send one image.");
                 image = d;
             }
-            texts.Add((m.Role.Value, string.Join(" ", m.Contents.OfType<TextContent>().Select(t => t.Text.Trim()).Where(t => t.Length > 0))));
+            texts.Add((m.Role.Value,
+                string.Join(" ", m.Contents.OfType<TextContent>().Select(t => t.Text.Trim())
+                .Where(t => t.Length > 0))));
         }
         var (turns, question) = ChatPrompt.Read(texts);
-        if (image is null) throw new InvalidSettingException("messages", "BLIP-2 answers about an image: add a DataContent with an image media type.");
+        if (image is null) throw new InvalidSettingException("messages",
+            "BLIP-2 answers about an image: add a DataContent with an image media type.");
         var generation = Settings(options).ToOptions();
-        string prompt = turns.Count == 0 && question.Length == 0 ? "" : ChatPrompt.Fitting(_pipeline, turns, 0, question, generation).Prompt;
-        var rgb = ImageDecoder.Decode(image.Data.ToArray(), image.Name ?? "image", _pipeline.Processor.ImageProcessor.DecodeOptions);
+        string prompt = turns.Count == 0 && question.Length == 0 ? ""
+            : ChatPrompt.Fitting(_pipeline, turns, 0, question, generation).Prompt;
+        var rgb = ImageDecoder.Decode(image.Data.ToArray(), image.Name ?? "image",
+            _pipeline.Processor.ImageProcessor.DecodeOptions);
         return ChatGeneration.Start(_pipeline, _batcher, rgb, prompt, generation, options?.StopSequences?.ToList(), ct);
     }
 
@@ -107,7 +118,8 @@ public sealed class Blip2ChatClient : IChatClient
     {
         T? Extra<T>(string name) where T : struct =>
             o?.AdditionalProperties is { } p && p.TryGetValue(name, out var v) && v is not null
-                ? (T)Convert.ChangeType(v is System.Text.Json.JsonElement j ? j.ToString() : v, typeof(T), System.Globalization.CultureInfo.InvariantCulture)
+                ? (T)Convert.ChangeType(v is System.Text.Json.JsonElement j ? j.ToString() : v, typeof(T),
+                    System.Globalization.CultureInfo.InvariantCulture)
                 : null;
         return new ChatSettings
         {
@@ -125,12 +137,14 @@ public sealed class Blip2ChatClient : IChatClient
         };
     }
 
-    private static ChatFinishReason Reason(ChatAnswer a) => a.FinishReason == "length" ? ChatFinishReason.Length : ChatFinishReason.Stop;
+    private static ChatFinishReason Reason(ChatAnswer a) => a.FinishReason == "length" ? ChatFinishReason.Length
+        : ChatFinishReason.Stop;
 
     private static UsageDetails Usage(ChatGeneration g, IReadOnlyList<ChatAnswer> answers)
     {
         int output = answers.Sum(a => a.CompletionTokens);
-        return new UsageDetails { InputTokenCount = g.PromptTokens, OutputTokenCount = output, TotalTokenCount = g.PromptTokens + output };
+        return new UsageDetails { InputTokenCount = g.PromptTokens, OutputTokenCount = output,
+            TotalTokenCount = g.PromptTokens + output };
     }
 
     public object? GetService(Type serviceType, object? serviceKey = null) =>

@@ -9,11 +9,14 @@ namespace Blip2Sharp.Clients;
 /// Microsoft.Extensions.AI's text embedding generator over a BLIP-2 retrieval checkpoint: the Q-Former's [CLS] text
 /// feature after text_proj, 256 values of unit length (ITC's text side). Thread-safe (calls take turns).
 /// </summary>
-public sealed class Blip2TextEmbeddingGenerator(Blip2Retriever retriever, string? modelId = null) : IEmbeddingGenerator<string, Embedding<float>>
+public sealed class Blip2TextEmbeddingGenerator(Blip2Retriever retriever, string? modelId = null)
+    : IEmbeddingGenerator<string, Embedding<float>>
 {
-    public EmbeddingGeneratorMetadata Metadata { get; } = new("blip2sharp", null, modelId ?? "blip2-retrieval", (int)retriever.Model.TextProjection.Weight.shape[0]);
+    public EmbeddingGeneratorMetadata Metadata { get; } = new("blip2sharp", null, modelId ?? "blip2-retrieval",
+        (int)retriever.Model.TextProjection.Weight.shape[0]);
 
-    public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<string> values, EmbeddingGenerationOptions? options = null,
+    public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<string> values,
+        EmbeddingGenerationOptions? options = null,
         CancellationToken cancellationToken = default)
     {
         var texts = values.ToList();
@@ -27,7 +30,8 @@ public sealed class Blip2TextEmbeddingGenerator(Blip2Retriever retriever, string
                 Usage = new UsageDetails { InputTokenCount = (int)features.AttentionMask.sum().item<long>() },
             };
             for (int i = 0; i < texts.Count; i++)
-                result.Add(new Embedding<float>(features.Embeds[i].data<float>().ToArray()) { ModelId = Metadata.DefaultModelId, CreatedAt = DateTimeOffset.UtcNow });
+                result.Add(new Embedding<float>(features.Embeds[i].data<float>()
+                    .ToArray()) { ModelId = Metadata.DefaultModelId, CreatedAt = DateTimeOffset.UtcNow });
             return Task.FromResult(result);
         }
     }
@@ -44,12 +48,14 @@ public sealed class Blip2TextEmbeddingGenerator(Blip2Retriever retriever, string
 /// (<see cref="DataContent"/>) gives its query embeddings, num_query_tokens × 256 values row after row (each row of
 /// unit length; ITC scores a text against an image as the best of the rows). Thread-safe (calls take turns).
 /// </summary>
-public sealed class Blip2ImageEmbeddingGenerator(Blip2Retriever retriever, string? modelId = null) : IEmbeddingGenerator<DataContent, Embedding<float>>
+public sealed class Blip2ImageEmbeddingGenerator(Blip2Retriever retriever, string? modelId = null)
+    : IEmbeddingGenerator<DataContent, Embedding<float>>
 {
     public EmbeddingGeneratorMetadata Metadata { get; } = new("blip2sharp", null, modelId ?? "blip2-retrieval",
         (int)(retriever.Model.QueryTokens.shape[1] * retriever.Model.VisionProjection.Weight.shape[0]));
 
-    public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<DataContent> values, EmbeddingGenerationOptions? options = null,
+    public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<DataContent> values,
+        EmbeddingGenerationOptions? options = null,
         CancellationToken cancellationToken = default)
     {
         var images = values.Select((d, i) => d.HasTopLevelMediaType("image")
@@ -62,7 +68,8 @@ public sealed class Blip2ImageEmbeddingGenerator(Blip2Retriever retriever, strin
             using var features = retriever.EncodePixels(retriever.ImageProcessor.Preprocess(images));
             var result = new GeneratedEmbeddings<Embedding<float>>(images.Count);
             for (int i = 0; i < images.Count; i++)
-                result.Add(new Embedding<float>(features.Embeds[i].contiguous().data<float>().ToArray()) { ModelId = Metadata.DefaultModelId, CreatedAt = DateTimeOffset.UtcNow });
+                result.Add(new Embedding<float>(features.Embeds[i].contiguous().data<float>()
+                    .ToArray()) { ModelId = Metadata.DefaultModelId, CreatedAt = DateTimeOffset.UtcNow });
             return Task.FromResult(result);
         }
     }

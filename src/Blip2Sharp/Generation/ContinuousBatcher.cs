@@ -6,7 +6,8 @@ using static TorchSharp.torch;
 namespace Blip2Sharp.Generation;
 
 /// <summary>The queue of a <see cref="ContinuousBatcher"/> is full: try again later.</summary>
-public sealed class QueueFullException(int capacity) : Exception($"the generation queue is full ({capacity} waiting requests).")
+public sealed class QueueFullException(int capacity)
+    : Exception($"the generation queue is full ({capacity} waiting requests).")
 {
     public int Capacity { get; } = capacity;
 }
@@ -14,14 +15,16 @@ public sealed class QueueFullException(int capacity) : Exception($"the generatio
 /// <summary>One token of a running request: which of its returned sequences, and the id.</summary>
 public readonly record struct StreamedToken(int Sequence, int Token);
 
-/// <summary>A request submitted to a <see cref="ContinuousBatcher"/>: its tokens as they come, then its result.</summary>
+/// <summary>A request submitted to a <see cref="ContinuousBatcher"/>: its tokens as they come, then its
+/// result.</summary>
 public sealed class GenerationJob
 {
     private readonly Channel<StreamedToken> _tokens = Channel.CreateUnbounded<StreamedToken>();
     private readonly TaskCompletionSource<List<GeneratedSequence>> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _submitted = Stopwatch.GetTimestamp();
 
-    internal GenerationJob(Tensor pixelValues, Tensor inputIds, Tensor attentionMask, GenerationOptions options, CancellationToken ct)
+    internal GenerationJob(Tensor pixelValues, Tensor inputIds, Tensor attentionMask, GenerationOptions options,
+        CancellationToken ct)
     {
         PixelValues = pixelValues;
         InputIds = inputIds;
@@ -40,10 +43,12 @@ public sealed class GenerationJob
 
     public GenerationOptions Options { get; }
 
-    /// <summary>New tokens of greedy or sampled sequences as each step produces them (beam search streams nothing).</summary>
+    /// <summary>New tokens of greedy or sampled sequences as each step produces them (beam search streams
+    /// nothing).</summary>
     public ChannelReader<StreamedToken> Tokens => _tokens.Reader;
 
-    /// <summary>The returned sequences when the request ends; cancelled when its token is, faulted on an error.</summary>
+    /// <summary>The returned sequences when the request ends; cancelled when its token is, faulted on an
+    /// error.</summary>
     public Task<List<GeneratedSequence>> Completion => _done.Task;
 
     /// <summary>From submission to the first new token (to the result for beam search), once known.</summary>
@@ -99,7 +104,8 @@ public sealed class ContinuousBatcher : IDisposable
     private readonly Thread _loop;
     private volatile bool _stopping;
 
-    /// <param name="maxBatchRows">Most sequences (beams and returned sequences count one each) decoded in one step.</param>
+    /// <param name="maxBatchRows">Most sequences (beams and returned sequences count one each) decoded in one
+    /// step.</param>
     /// <param name="maxQueue">Most requests waiting for admission; <see cref="Submit"/> refuses more.</param>
     public ContinuousBatcher(Blip2ForConditionalGeneration model, int maxBatchRows = 16, int maxQueue = 64)
     {
@@ -153,7 +159,8 @@ public sealed class ContinuousBatcher : IDisposable
         using var scope = NewDisposeScope();
         var job = new GenerationJob(pixelValues.detach().clone().DetachFromDisposeScope(),
             inputIds.to(ScalarType.Int64).clone().DetachFromDisposeScope(),
-            (attentionMask ?? ones_like(inputIds)).to(ScalarType.Int64).clone().DetachFromDisposeScope(), options, cancellationToken);
+            (attentionMask ?? ones_like(inputIds)).to(ScalarType.Int64).clone().DetachFromDisposeScope(), options,
+                cancellationToken);
         lock (_gate)
         {
             if (_queue.Count >= MaxQueue)
@@ -179,7 +186,8 @@ public sealed class ContinuousBatcher : IDisposable
         }
     }
 
-    private static int RowsOf(GenerationOptions o) => o.NumBeams > 1 ? o.NumBeams : o.DoSample ? o.NumReturnSequences : 1;
+    private static int RowsOf(GenerationOptions o) =>
+        o.NumBeams > 1 ? o.NumBeams : o.DoSample ? o.NumReturnSequences : 1;
 
     private void Loop()
     {
@@ -201,7 +209,8 @@ public sealed class ContinuousBatcher : IDisposable
         }
         lock (_gate)
         {
-            foreach (var job in _queue.Concat(_active)) job.Finish(null, new OperationCanceledException("the server is shutting down."));
+            foreach (var job in _queue.Concat(_active)) job.Finish(null,
+                new OperationCanceledException("the server is shutting down."));
             _queue.Clear();
             _active.Clear();
         }
@@ -230,7 +239,8 @@ public sealed class ContinuousBatcher : IDisposable
         return admitted;
     }
 
-    /// <summary>Image prefixes of the admitted requests as one batch, then each prompt's prefill and first token.</summary>
+    /// <summary>The admitted requests' image prefixes (see <see cref="BatchImagePrefix"/>), then each prompt's prefill
+    /// and first token.</summary>
     private void Prefill(List<GenerationJob> jobs)
     {
         using var scope = NewDisposeScope();
@@ -303,7 +313,8 @@ public sealed class ContinuousBatcher : IDisposable
             if (stacked.Count > 0)
             {
                 var tokens = tensor(stacked.SelectMany(j => j.NextTokens!).ToArray(), device: Model.Device);
-                var logits = OptDecoderState.StepMany(Model.Opt!, [.. stacked.Select(j => (OptDecoderState)j.State!)], tokens);
+                var logits = OptDecoderState.StepMany(Model.Opt!, [.. stacked.Select(j => (OptDecoderState)j.State!)],
+                    tokens);
                 long at = 0;
                 foreach (var job in stacked)
                 {
@@ -343,7 +354,8 @@ public sealed class ContinuousBatcher : IDisposable
         int count = 0;
         foreach (var job in _active.ToList())
         {
-            if (job.Cancellation.IsCancellationRequested) job.Finish(null, new OperationCanceledException(job.Cancellation));
+            if (job.Cancellation.IsCancellationRequested) job.Finish(null,
+                new OperationCanceledException(job.Cancellation));
             else if (job.Search!.Done) job.Finish(job.Search.Results());
             else continue;
             _active.Remove(job);

@@ -37,7 +37,8 @@ internal abstract class DecodingSearch : IDisposable
     /// <summary>Whether the last step ended this input (every row finished, or max_new_tokens reached).</summary>
     public bool Done { get; protected set; }
 
-    /// <summary>Decides the next tokens from logits [Rows, V]; onToken(row, token) sees each new token of a running row.</summary>
+    /// <summary>Decides the next tokens from logits [Rows, V]; onToken(row, token) sees each new token of a running
+    /// row.</summary>
     public abstract SearchStep Next(Tensor logits, Action<int, int>? onToken);
 
     /// <summary>The returned sequences (best first for beam search).</summary>
@@ -45,8 +46,10 @@ internal abstract class DecodingSearch : IDisposable
 
     public virtual void Dispose() { }
 
-    public static DecodingSearch Create(GenerationOptions o, int[] eos, int pad, IReadOnlyList<int> initialHistory, Device device) =>
-        o.NumBeams > 1 ? new BeamSearch(o, eos, pad, initialHistory, device) : new GreedyOrSampleSearch(o, eos, pad, initialHistory, device);
+    public static DecodingSearch Create(GenerationOptions o, int[] eos, int pad, IReadOnlyList<int> initialHistory,
+        Device device) =>
+        o.NumBeams > 1 ? new BeamSearch(o, eos, pad, initialHistory, device)
+            : new GreedyOrSampleSearch(o, eos, pad, initialHistory, device);
 }
 
 /// <summary>Greedy decoding, or multinomial sampling after the warpers (num_return_sequences rows).</summary>
@@ -57,7 +60,8 @@ internal sealed class GreedyOrSampleSearch : DecodingSearch
     private readonly bool[] _finished;
     private readonly Generator? _generator;
 
-    public GreedyOrSampleSearch(GenerationOptions o, int[] eos, int pad, IReadOnlyList<int> initialHistory, Device device)
+    public GreedyOrSampleSearch(GenerationOptions o, int[] eos, int pad, IReadOnlyList<int> initialHistory,
+        Device device)
         : base(o, eos, pad, device)
     {
         Rows = o.DoSample ? o.NumReturnSequences : 1;
@@ -166,7 +170,8 @@ internal sealed class BeamSearch : DecodingSearch
             }
         }
         _satisfied = _hyps.IsDone(s[0], curLen, _promptLength);
-        _history = [.. Enumerable.Range(0, beams).Select(r => _history[(int)nextSource[r]].Append((int)nextTokens[r]).ToList())];
+        _history = [.. Enumerable.Range(0, beams)
+            .Select(r => _history[(int)nextSource[r]].Append((int)nextTokens[r]).ToList())];
         _beamScores = nextScores;
         Done = _satisfied || StepsTaken == Options.MaxNewTokens;
         return new SearchStep(nextTokens, nextSource, Done);

@@ -8,7 +8,8 @@ namespace Blip2Sharp.Tasks;
 /// <summary>A piece of one returned sequence's text, as it becomes certain.</summary>
 public readonly record struct ChatUpdate(int Sequence, string Text);
 
-/// <summary>One returned answer: its text, why it ended ("stop": a stop token or string; "length": max_new_tokens), its tokens.</summary>
+/// <summary>One returned answer: its text, why it ended ("stop": a stop token or string; "length": max_new_tokens), its
+/// tokens.</summary>
 public sealed record ChatAnswer(string Text, string FinishReason, int CompletionTokens);
 
 /// <summary>
@@ -25,7 +26,8 @@ public sealed class ChatGeneration
     private readonly CancellationTokenSource _stopped;
     private List<GeneratedSequence>? _result;
 
-    private ChatGeneration(Blip2Pipeline pipeline, GenerationJob job, TextStream[] texts, CancellationTokenSource stopped, int promptTokens)
+    private ChatGeneration(Blip2Pipeline pipeline, GenerationJob job, TextStream[] texts,
+        CancellationTokenSource stopped, int promptTokens)
     {
         _pipeline = pipeline;
         _job = job;
@@ -58,7 +60,8 @@ public sealed class ChatGeneration
         try
         {
             var job = batcher.Submit(pixels, ids, mask, options, stopped.Token);
-            var texts = Enumerable.Range(0, options.NumReturnSequences).Select(_ => new TextStream(pipeline, stops)).ToArray();
+            var texts = Enumerable.Range(0, options.NumReturnSequences).Select(_ => new TextStream(pipeline, stops))
+                .ToArray();
             return new ChatGeneration(pipeline, job, texts, stopped, promptTokens);
         }
         catch
@@ -114,7 +117,8 @@ public sealed class ChatGeneration
         var o = _job.Options;
         int tokens = text.Stopped || sequence is null ? text.TokenCount : sequence.Tokens.Count;
         int[] eos = o.EosTokenId ?? _pipeline.Generator.DefaultEos;
-        bool length = !text.Stopped && sequence is not null && sequence.Tokens.Count >= o.MaxNewTokens && !eos.Contains(sequence.Tokens[^1]);
+        bool length = !text.Stopped && sequence is not null && sequence.Tokens.Count >= o.MaxNewTokens
+            && !eos.Contains(sequence.Tokens[^1]);
         return new ChatAnswer(text.Text, length ? "length" : "stop", tokens);
     }
 

@@ -11,10 +11,12 @@ namespace Blip2Sharp.Tasks;
 public static class ChatPrompt
 {
     /// <summary>The prompt with the turns from <paramref name="firstTurn"/> on in front of the question.</summary>
-    public static string From(Blip2Pipeline pipeline, IReadOnlyList<(string Question, string Answer)> turns, int firstTurn, string question)
+    public static string From(Blip2Pipeline pipeline, IReadOnlyList<(string Question, string Answer)> turns,
+        int firstTurn, string question)
     {
         var sb = new StringBuilder();
-        foreach (var (q, a) in turns.Skip(firstTurn)) sb.Append(pipeline.VqaPrompt(q)).Append(' ').Append(a).Append(". ");
+        foreach (var (q, a) in turns.Skip(firstTurn)) sb.Append(pipeline.VqaPrompt(q)).Append(' ').Append(a)
+            .Append(". ");
         sb.Append(pipeline.VqaPrompt(question));
         return sb.ToString();
     }
@@ -24,7 +26,8 @@ public static class ChatPrompt
     /// not fit the language model's context, and the number of turns then left out; a question that does not fit even
     /// alone is refused (ArgumentException).
     /// </summary>
-    public static (string Prompt, int LeftOut) Fitting(Blip2Pipeline pipeline, IReadOnlyList<(string Question, string Answer)> turns,
+    public static (string Prompt, int LeftOut) Fitting(Blip2Pipeline pipeline,
+        IReadOnlyList<(string Question, string Answer)> turns,
         int firstTurn, string question, GenerationOptions options)
     {
         for (int first = firstTurn; ; first++)
@@ -43,9 +46,11 @@ public static class ChatPrompt
     /// are accepted and not used: BLIP-2 has no system prompt. Refusals are <see cref="InvalidSettingException"/>s
     /// naming "messages".
     /// </summary>
-    public static (List<(string Question, string Answer)> Turns, string Question) Read(IReadOnlyList<(string Role, string Text)> messages)
+    public static (List<(string Question, string Answer)> Turns, string Question) Read(
+        IReadOnlyList<(string Role, string Text)> messages)
     {
-        if (messages.Count == 0) throw new InvalidSettingException("messages", "there are no messages: send a user message with an image.");
+        if (messages.Count == 0) throw new InvalidSettingException("messages",
+            "there are no messages: send a user message with an image.");
         var turns = new List<(string, string)>();
         string? user = null;
         for (int i = 0; i < messages.Count; i++)
@@ -63,14 +68,17 @@ public static class ChatPrompt
                     user = null;
                     break;
                 default:
-                    throw new InvalidSettingException($"messages[{i}].role", $"messages[{i}].role '{role}' is not supported: use system, user or assistant.");
+                    throw new InvalidSettingException($"messages[{i}].role",
+                        $"messages[{i}].role '{role}' is not supported: use system, user or assistant.");
             }
         }
         if (messages[^1].Role != "user")
-            throw new InvalidSettingException("messages", "the last message must be the user's (the question, or an image alone for a caption).");
+            throw new InvalidSettingException("messages",
+                "the last message must be the user's (the question, or an image alone for a caption).");
         string question = user ?? "";
         if (question.Length == 0 && turns.Count > 0)
-            throw new InvalidSettingException($"messages[{messages.Count - 1}].content", "the last user message has no text: ask a question.");
+            throw new InvalidSettingException($"messages[{messages.Count - 1}].content",
+                "the last user message has no text: ask a question.");
         return (turns, question);
     }
 }

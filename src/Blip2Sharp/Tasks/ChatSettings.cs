@@ -20,7 +20,8 @@ public sealed record ChatSettings
     public const int DefaultMaxTokens = 30;
 
     public int? MaxTokens { get; init; }
-    /// <summary>The name max_tokens arrived by, for error messages (max_tokens, max_completion_tokens, MaxOutputTokens).</summary>
+    /// <summary>The name max_tokens arrived by, for error messages (max_tokens, max_completion_tokens,
+    /// MaxOutputTokens).</summary>
     public string MaxTokensName { get; init; } = "max_tokens";
     public double? Temperature { get; init; }
     public double? TopP { get; init; }
@@ -37,21 +38,27 @@ public sealed record ChatSettings
     public GenerationOptions ToOptions(int maxTokensCap = int.MaxValue, int maxSequences = int.MaxValue)
     {
         int maxTokens = MaxTokens ?? DefaultMaxTokens;
-        if (maxTokens < 1) throw new InvalidSettingException(MaxTokensName, $"{MaxTokensName} must be at least 1 (got {maxTokens}).");
+        if (maxTokens < 1) throw new InvalidSettingException(MaxTokensName,
+            $"{MaxTokensName} must be at least 1 (got {maxTokens}).");
         if (maxTokens > maxTokensCap)
-            throw new InvalidSettingException(MaxTokensName, $"{MaxTokensName} {maxTokens} is above this server's cap of {maxTokensCap}; ask for fewer.");
+            throw new InvalidSettingException(MaxTokensName,
+                $"{MaxTokensName} {maxTokens} is above this server's cap of {maxTokensCap}; ask for fewer.");
         double temperature = Temperature ?? 0;
         if (temperature is < 0 or > 2 || double.IsNaN(temperature))
-            throw new InvalidSettingException("temperature", $"temperature must be between 0 and 2 (got {temperature}).");
+            throw new InvalidSettingException("temperature",
+                $"temperature must be between 0 and 2 (got {temperature}).");
         bool sample = temperature > 0;
         int n = N ?? 1, beams = NumBeams ?? 1;
         if (n < 1) throw new InvalidSettingException("n", $"n must be at least 1 (got {n}).");
         if (n > 1 && !sample && beams < n)
-            throw new InvalidSettingException("n", $"n = {n} needs sampling (temperature above 0) or num_beams of at least {n}: greedy decoding gives one answer.");
+            throw new InvalidSettingException("n",
+                $"n = {n} needs sampling (temperature above 0) or num_beams of at least {n}: greedy decoding gives one answer.");
         if (sample && beams > 1)
-            throw new InvalidSettingException("num_beams", "num_beams above 1 is beam search, which does not sample: set temperature to 0 or num_beams to 1.");
+            throw new InvalidSettingException("num_beams",
+                "num_beams above 1 is beam search, which does not sample: set temperature to 0 or num_beams to 1.");
         if (Math.Max(n, beams) > maxSequences)
-            throw new InvalidSettingException(beams > 1 ? "num_beams" : "n", $"the request decodes {Math.Max(n, beams)} sequences but at most {maxSequences} fit a step.");
+            throw new InvalidSettingException(beams > 1 ? "num_beams" : "n",
+                $"the request decodes {Math.Max(n, beams)} sequences but at most {maxSequences} fit a step.");
         var o = new GenerationOptions
         {
             MaxNewTokens = maxTokens,
@@ -80,7 +87,8 @@ public sealed record ChatSettings
 
     /// <summary>generate()'s names in GenerationOptions' messages → the parameter the client used.</summary>
     private string ParamOf(string message) =>
-        new[] { "max_new_tokens", "min_new_tokens", "num_beams", "num_return_sequences", "temperature", "top_k", "top_p",
+        new[] { "max_new_tokens", "min_new_tokens", "num_beams", "num_return_sequences", "temperature", "top_k",
+            "top_p",
             "repetition_penalty", "no_repeat_ngram_size", "length_penalty" }.FirstOrDefault(message.StartsWith) switch
         {
             "num_return_sequences" => "n",

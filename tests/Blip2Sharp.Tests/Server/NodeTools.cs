@@ -14,14 +14,17 @@ public static class NodeTools
     public const string Chromium = "/usr/bin/chromium";
 
     private static readonly Lazy<string> Folder = new(Install, LazyThreadSafetyMode.ExecutionAndPublication);
-    private static readonly Lazy<bool> ChromiumReady = new(InstallChromium, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly Lazy<bool> ChromiumReady = new(InstallChromium,
+        LazyThreadSafetyMode.ExecutionAndPublication);
 
     private static string Install()
     {
         string folder = Path.Combine(Path.GetTempPath(), $"blip2-node-{Environment.ProcessId}");
         Directory.CreateDirectory(folder);
-        File.WriteAllText(Path.Combine(folder, "package.json"), "{\"name\": \"blip2-conformance\", \"private\": true, \"type\": \"module\"}");
-        var r = Run("npm", folder, TimeSpan.FromMinutes(5), null, "install", "--no-audit", "--no-fund", OpenAiPackage, PlaywrightPackage);
+        File.WriteAllText(Path.Combine(folder, "package.json"),
+            "{\"name\": \"blip2-conformance\", \"private\": true, \"type\": \"module\"}");
+        var r = Run("npm", folder, TimeSpan.FromMinutes(5), null, "install", "--no-audit", "--no-fund", OpenAiPackage,
+            PlaywrightPackage);
         if (r.ExitCode != 0) throw new InvalidOperationException($"npm install failed: {r.Stderr}");
         return folder;
     }
@@ -36,7 +39,8 @@ public static class NodeTools
         return true;
     }
 
-    /// <summary>Runs a Node.js module (its text) in the packages' folder with arguments; returns exit code and output.</summary>
+    /// <summary>Runs a Node.js module (its text) in the packages' folder with arguments; returns exit code and
+    /// output.</summary>
     public static CliRunner.Result RunScript(string script, params string[] args)
     {
         if (script.Contains("playwright")) _ = ChromiumReady.Value;
@@ -46,7 +50,8 @@ public static class NodeTools
         return Run("node", folder, TimeSpan.FromMinutes(3), null, [file, .. args]);
     }
 
-    private static CliRunner.Result Run(string program, string folder, TimeSpan timeout, string? input, params string[] args)
+    private static CliRunner.Result Run(string program, string folder, TimeSpan timeout, string? input,
+        params string[] args)
     {
         var psi = new ProcessStartInfo(program)
         {

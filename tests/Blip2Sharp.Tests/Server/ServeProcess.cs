@@ -53,7 +53,8 @@ public sealed partial class ServeProcess : IDisposable
         }
         BaseAddress = listening.Task.Result;
         Http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromMinutes(3) };
-        if (ApiKey is not null) Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiKey);
+        if (ApiKey is not null) Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer",
+            ApiKey);
         var deadline = Stopwatch.StartNew();
         while (true)
         {

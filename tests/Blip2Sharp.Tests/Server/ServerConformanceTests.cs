@@ -17,11 +17,13 @@ public sealed class DemoServer : IDisposable
 
 /// <summary>
 /// Clients nobody here wrote talk to `blip2 serve` on the demo model: the official `openai` npm package and
-/// Microsoft.Extensions.AI.OpenAI's chat client. Their texts equal `blip2 caption` / `blip2 ask` with the same settings.
+/// Microsoft.Extensions.AI.OpenAI's chat client. Their texts equal `blip2 caption` / `blip2 ask` with the same
+/// settings.
 /// </summary>
 public class ServerConformanceTests(DemoServer demo) : IClassFixture<DemoServer>
 {
-    private static readonly Scene TwoObjects = new("white", [new SceneObject(Shape.Circle, "red", true, 0, 1), new SceneObject(Shape.Square, "blue", false, 2, 0)]);
+    private static readonly Scene TwoObjects = new("white",
+        [new SceneObject(Shape.Circle, "red", true, 0, 1), new SceneObject(Shape.Square, "blue", false, 2, 0)]);
     private const string Question = "what colour is the circle?";
 
     private static string ImageFile()
@@ -38,11 +40,14 @@ public class ServerConformanceTests(DemoServer demo) : IClassFixture<DemoServer>
         return JsonNode.Parse(r.Stdout)!;
     }
 
-    /// <summary>`blip2 caption` (max 30 new tokens, greedy) and `blip2 ask` with the server's defaults (greedy, 30).</summary>
-    private static (string Caption, int CaptionTokens, string Answer, int AnswerTokens, int QuestionPromptTokens) Expected(string image)
+    /// <summary>`blip2 caption` (max 30 new tokens, greedy) and `blip2 ask` with the server's defaults (greedy,
+    /// 30).</summary>
+    private static (string Caption, int CaptionTokens, string Answer, int AnswerTokens,
+        int QuestionPromptTokens) Expected(string image)
     {
         var caption = Cli("caption", image, "--max-new-tokens", "30")["results"]![0]!;
-        var answer = Cli("ask", image, Question, "--num-beams", "1", "--max-new-tokens", "30", "--min-new-tokens", "0", "--length-penalty", "1")["results"]![0]!;
+        var answer = Cli("ask", image, Question, "--num-beams", "1", "--max-new-tokens", "30", "--min-new-tokens", "0",
+            "--length-penalty", "1")["results"]![0]!;
         // The prompt's tokens (with the tokenizer's BOS) and the 32 query tokens the image becomes.
         int promptIds = Cli("tokenize", $"Question: {Question} Answer:")["results"]![0]!["ids"]!.AsArray().Count;
         return ((string)caption["text"]!, caption["sequences"]![0]!["generated_ids"]!.AsArray().Count,
@@ -105,7 +110,8 @@ public class ServerConformanceTests(DemoServer demo) : IClassFixture<DemoServer>
         IChatClient client = new OpenAI.Chat.ChatClient("blip2-demo", new ApiKeyCredential("not-needed"),
             new OpenAIClientOptions { Endpoint = new Uri(demo.Server.BaseAddress, "v1") }).AsIChatClient();
         var png = new DataContent(await File.ReadAllBytesAsync(image), "image/png");
-        var caption = await client.GetResponseAsync([new ChatMessage(ChatRole.User, [png])], new ChatOptions { Temperature = 0, MaxOutputTokens = 30 });
+        var caption = await client.GetResponseAsync([new ChatMessage(ChatRole.User, [png])],
+            new ChatOptions { Temperature = 0, MaxOutputTokens = 30 });
         Assert.Equal(expected.Caption, caption.Text);
         Assert.Equal(ChatFinishReason.Stop, caption.FinishReason);
         Assert.Equal(expected.CaptionTokens, caption.Usage!.OutputTokenCount);
@@ -113,7 +119,8 @@ public class ServerConformanceTests(DemoServer demo) : IClassFixture<DemoServer>
         var text = new System.Text.StringBuilder();
         ChatFinishReason? finish = null;
         int updates = 0;
-        await foreach (var u in client.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, [png, new TextContent(Question)])],
+        await foreach (var u in client.GetStreamingResponseAsync([new ChatMessage(ChatRole.User,
+            [png, new TextContent(Question)])],
             new ChatOptions { Temperature = 0, MaxOutputTokens = 30 }))
         {
             updates++;

@@ -7,17 +7,20 @@ using Xunit;
 
 namespace Blip2Sharp.Tests.Server;
 
-/// <summary>`blip2 serve` on the demo model with a key and small limits: 1 MB bodies, one sequence per step, one waiting request, max_tokens ≤ 40.</summary>
+/// <summary>`blip2 serve` on the demo model with a key and small limits: 1 MB bodies, one sequence per step, one
+/// waiting request, max_tokens ≤ 40.</summary>
 public sealed class StrictServer : IDisposable
 {
     public const string Key = "test-key-123";
 
-    public ServeProcess Server { get; } = new("--api-key", Key, "--max-body-mb", "1", "--max-batch", "1", "--max-queue", "1", "--max-tokens", "40");
+    public ServeProcess Server { get; } = new("--api-key", Key, "--max-body-mb", "1", "--max-batch", "1",
+        "--max-queue", "1", "--max-tokens", "40");
 
     public void Dispose() => Server.Dispose();
 }
 
-/// <summary>Every bad input answered with its status and OpenAI's error shape, and a message that says what to do.</summary>
+/// <summary>Every bad input answered with its status and OpenAI's error shape, and a message that says what to
+/// do.</summary>
 public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
 {
     private HttpClient Http => strict.Server.Http;
@@ -25,7 +28,8 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
     private static readonly string Png = "data:image/png;base64," + Convert.ToBase64String(
         new Scene("white", [new SceneObject(Shape.Circle, "red", true, 0, 1)]).RenderPng(96));
 
-    private static JsonObject ImagePart(string url) => new() { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = url } };
+    private static JsonObject ImagePart(string url)
+        => new() { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = url } };
 
     private static JsonObject TextPart(string text) => new() { ["type"] = "text", ["text"] = text };
 
@@ -35,9 +39,11 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
         ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = new JsonArray(parts) }),
     };
 
-    private async Task<(HttpResponseMessage Response, JsonNode Error)> Post(string path, string body, HttpClient? client = null)
+    private async Task<(HttpResponseMessage Response, JsonNode Error)> Post(string path, string body,
+        HttpClient? client = null)
     {
-        var response = await (client ?? Http).PostAsync(path, new StringContent(body, Encoding.UTF8, "application/json"));
+        var response = await (client ?? Http)
+            .PostAsync(path, new StringContent(body, Encoding.UTF8, "application/json"));
         return (response, await ErrorOf(response));
     }
 
@@ -53,7 +59,8 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
         return error;
     }
 
-    private async Task Refused(JsonNode body, HttpStatusCode status, string? code, string? param = null, string path = "/v1/chat/completions")
+    private async Task Refused(JsonNode body, HttpStatusCode status, string? code, string? param = null,
+        string path = "/v1/chat/completions")
     {
         var (response, error) = await Post(path, body.ToJsonString());
         Assert.Equal(status, response.StatusCode);
@@ -71,21 +78,26 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
     }
 
     [Fact]
-    public Task TwoImagesAre400() => Refused(Chat(ImagePart(Png), ImagePart(Png)), HttpStatusCode.BadRequest, "too_many_images", "messages[0].content[1]");
+    public Task TwoImagesAre400()
+        => Refused(Chat(ImagePart(Png), ImagePart(Png)), HttpStatusCode.BadRequest, "too_many_images",
+        "messages[0].content[1]");
 
     [Fact]
-    public Task InvalidBase64Is400() => Refused(Chat(ImagePart("data:image/png;base64,@@not base64@@")), HttpStatusCode.BadRequest,
+    public Task InvalidBase64Is400()
+        => Refused(Chat(ImagePart("data:image/png;base64,@@not base64@@")), HttpStatusCode.BadRequest,
         "invalid_image_url", "messages[0].content[0].image_url");
 
     [Fact]
     public Task ACorruptImageIs400() => Refused(Chat(ImagePart("data:image/png;base64," +
-        Convert.ToBase64String([0x89, (byte)'P', (byte)'N', (byte)'G', 1, 2, 3, 4, 5, 6, 7, 8]))), HttpStatusCode.BadRequest, "invalid_image");
+        Convert.ToBase64String([0x89, (byte)'P', (byte)'N', (byte)'G', 1, 2, 3, 4, 5, 6, 7, 8]))),
+            HttpStatusCode.BadRequest, "invalid_image");
 
     [Fact]
     public async Task ADecompressionBombIs400()
     {
         var (response, error) = await Post("/v1/chat/completions",
-            Chat(ImagePart("data:image/png;base64," + Convert.ToBase64String(BadImageTests.PngClaiming(20000, 20000)))).ToJsonString());
+            Chat(ImagePart("data:image/png;base64," + Convert.ToBase64String(BadImageTests.PngClaiming(20000, 20000))))
+                .ToJsonString());
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal("invalid_image", (string?)error["code"]);
         Assert.Contains("decompression bomb", (string)error["message"]!);
@@ -101,7 +113,8 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
 
     [Fact]
     public Task APromptLongerThanTheContextIs400() =>
-        Refused(Chat(ImagePart(Png), TextPart(string.Join(" ", Enumerable.Repeat("what colour is the large circle", 30)))),
+        Refused(Chat(ImagePart(Png),
+            TextPart(string.Join(" ", Enumerable.Repeat("what colour is the large circle", 30)))),
             HttpStatusCode.BadRequest, "context_length_exceeded", "messages");
 
     [Fact]
@@ -122,14 +135,16 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
 
     [Fact]
     public Task ADataUrlPastedInATextPartIs400() =>
-        Refused(Chat(ImagePart(Png), TextPart("what is this? " + Png[..60])), HttpStatusCode.BadRequest, "image_in_text", "messages[0].content[1].text");
+        Refused(Chat(ImagePart(Png), TextPart("what is this? " + Png[..60])), HttpStatusCode.BadRequest,
+            "image_in_text", "messages[0].content[1].text");
 
     [Fact]
     public Task AnHttpImageUrlIs400WithoutTheOptIn() =>
         Refused(Chat(ImagePart("https://example.com/cat.png")), HttpStatusCode.BadRequest, "image_url_not_allowed");
 
     [Fact]
-    public Task NoImageIs400() => Refused(Chat(TextPart("what is this?")), HttpStatusCode.BadRequest, "image_required", "messages");
+    public Task NoImageIs400()
+        => Refused(Chat(TextPart("what is this?")), HttpStatusCode.BadRequest, "image_required", "messages");
 
     [Fact]
     public async Task BadSettingsAre400AndNameTheParameter()
@@ -149,10 +164,12 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
         var body = Chat(ImagePart(Png));
         body["max_tokens"] = 40;
         var responses = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ =>
-            Http.PostAsync("/v1/chat/completions", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"))));
+            Http.PostAsync("/v1/chat/completions",
+                new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"))));
         var refused = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
         Assert.NotEmpty(refused);
-        Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
+        Assert.All(responses, r
+            => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
         Assert.Equal(TimeSpan.FromSeconds(1), refused[0].Headers.RetryAfter!.Delta);
         Assert.Equal("queue_full", (string?)(await ErrorOf(refused[0]))["code"]);
     }
@@ -162,7 +179,8 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
     {
         using var anonymous = new HttpClient { BaseAddress = strict.Server.BaseAddress };
         using var wrong = new HttpClient { BaseAddress = strict.Server.BaseAddress };
-        wrong.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "nope");
+        wrong.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer",
+            "nope");
         foreach (var client in new[] { anonymous, wrong })
         {
             foreach (var path in new[] { "/v1/models", "/metrics", "/openapi.json", "/v1/images/x.png" })
@@ -171,7 +189,8 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
                 Assert.Equal(HttpStatusCode.Unauthorized, r.StatusCode);
                 Assert.Equal("invalid_api_key", (string?)(await ErrorOf(r))["code"]);
             }
-            foreach (var path in new[] { "/v1/chat/completions", "/v1/embeddings", "/v1/match", "/v1/search", "/v1/index" })
+            foreach (var path in new[] { "/v1/chat/completions", "/v1/embeddings", "/v1/match", "/v1/search",
+                "/v1/index" })
             {
                 var (r, error) = await Post(path, Chat(ImagePart(Png)).ToJsonString(), client);
                 Assert.Equal(HttpStatusCode.Unauthorized, r.StatusCode);
@@ -207,7 +226,8 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
         var answer = new StringBuilder();
         try
         {
-            while ((read = await stream.ReadAsync(buffer, cts.Token)) > 0) answer.Append(Encoding.ASCII.GetString(buffer, 0, read));
+            while ((read = await stream.ReadAsync(buffer,
+                cts.Token)) > 0) answer.Append(Encoding.ASCII.GetString(buffer, 0, read));
         }
         catch (IOException)
         {

@@ -7,7 +7,8 @@ using Xunit;
 
 namespace Blip2Sharp.Tests.Server;
 
-/// <summary>Starting (503 until the models are loaded), stopping on SIGTERM (in-flight requests finish, exit 0).</summary>
+/// <summary>Starting (503 until the models are loaded), stopping on SIGTERM (in-flight requests finish, exit
+/// 0).</summary>
 public class ServerLifecycleTests
 {
     private static string Body(bool stream) => new JsonObject
@@ -39,7 +40,9 @@ public class ServerLifecycleTests
             var first = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var requests = Enumerable.Range(0, 24).Select(i => Task.Run(async () =>
             {
-                using var message = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(Body(true), Encoding.UTF8, "application/json") };
+                using var message = new HttpRequestMessage(HttpMethod.Post,
+                    "/v1/chat/completions") { Content = new StringContent(Body(true), Encoding.UTF8,
+                    "application/json") };
                 using var response = await http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
                 using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
                 var events = new List<string>();

@@ -18,12 +18,15 @@ namespace Blip2Sharp.Tests.Server;
 /// </summary>
 public class ServerLoadTests(DemoServer demo, ITestOutputHelper output) : IClassFixture<DemoServer>
 {
-    /// <summary>The server's resident memory stays under this during the run (the demo model: ~300 MB when idle).</summary>
+    /// <summary>The server's resident memory stays under this during the run (the demo model: ~300 MB when
+    /// idle).</summary>
     private const long RssBound = 1L << 30;
 
-    private static readonly string[] Questions = ["what colour is the circle?", "how many shapes are there?", "what shape is on the left?"];
+    private static readonly string[] Questions = ["what colour is the circle?", "how many shapes are there?",
+        "what shape is on the left?"];
 
-    private sealed record Request(int Index, string Image, string? Question, GenerationOptions Options, JsonObject Body, bool Stream, bool Abandon);
+    private sealed record Request(int Index, string Image, string? Question, GenerationOptions Options,
+        JsonObject Body, bool Stream, bool Abandon);
 
     private static Request Make(int k, string[] images)
     {
@@ -44,7 +47,8 @@ public class ServerLoadTests(DemoServer demo, ITestOutputHelper output) : IClass
                 body["length_penalty"] = -1;
                 break;
             default:                                             // seeded sampling
-                o = new GenerationOptions { DoSample = true, Temperature = 0.8, TopP = 0.9, Seed = (ulong)k, MaxNewTokens = 30 };
+                o = new GenerationOptions { DoSample = true, Temperature = 0.8, TopP = 0.9, Seed = (ulong)k,
+                    MaxNewTokens = 30 };
                 body["temperature"] = 0.8;
                 body["top_p"] = 0.9;
                 body["seed"] = k;
@@ -53,7 +57,8 @@ public class ServerLoadTests(DemoServer demo, ITestOutputHelper output) : IClass
         var content = new JsonArray(new JsonObject
         {
             ["type"] = "image_url",
-            ["image_url"] = new JsonObject { ["url"] = "data:image/png;base64," + Convert.ToBase64String(File.ReadAllBytes(image)) },
+            ["image_url"] = new JsonObject { ["url"] = "data:image/png;base64,"
+                + Convert.ToBase64String(File.ReadAllBytes(image)) },
         });
         if (question is not null) content.Add(new JsonObject { ["type"] = "text", ["text"] = question });
         body["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = content });
@@ -76,7 +81,8 @@ public class ServerLoadTests(DemoServer demo, ITestOutputHelper output) : IClass
 
         // One at a time, in this process: the library's pipeline on each request alone.
         var expected = new Dictionary<int, string>();
-        using (var pipeline = Blip2Pipeline.FromPretrained(Path.Combine(AppContext.BaseDirectory, "models", "blip2-demo", "generation")))
+        using (var pipeline = Blip2Pipeline.FromPretrained(Path.Combine(AppContext.BaseDirectory, "models",
+            "blip2-demo", "generation")))
         {
             foreach (var r in requests.Where(r => !r.Abandon))
             {
@@ -96,7 +102,8 @@ public class ServerLoadTests(DemoServer demo, ITestOutputHelper output) : IClass
             }
         });
         string metricsBefore = await demo.Server.Http.GetStringAsync("/metrics");
-        var answers = new System.Collections.Concurrent.ConcurrentDictionary<int, (HttpStatusCode Status, string Text)>();
+        var answers = new System.Collections.Concurrent.ConcurrentDictionary<int,
+            (HttpStatusCode Status, string Text)>();
         var clients = Enumerable.Range(0, 16).Select(c => Task.Run(async () =>
         {
             foreach (var r in requests.Where(r => r.Index % 16 == c)) answers[r.Index] = await Send(r);
@@ -110,14 +117,17 @@ public class ServerLoadTests(DemoServer demo, ITestOutputHelper output) : IClass
         int compared = 0;
         foreach (var r in requests.Where(r => !r.Abandon))
         {
-            Assert.True(expected[r.Index] == answers[r.Index].Text, $"request {r.Index}: '{answers[r.Index].Text}' alone: '{expected[r.Index]}'");
+            Assert.True(expected[r.Index] == answers[r.Index].Text,
+                $"request {r.Index}: '{answers[r.Index].Text}' alone: '{expected[r.Index]}'");
             compared++;
         }
         output.WriteLine($"{compared} answers compared, {requests.Count - compared} abandoned midway; peak RSS {peakRss / (1 << 20)} MB");
         Assert.True(peakRss < RssBound, $"peak RSS {peakRss / (1 << 20)} MB");
 
         double Count(string text, string status) =>
-            Regex.Matches(text, $@"^blip2_requests_total\{{[^}}]*route=""/v1/chat/completions"",status=""{status}""\}} (\d+)", RegexOptions.Multiline)
+            Regex.Matches(text,
+                $@"^blip2_requests_total\{{[^}}]*route=""/v1/chat/completions"",status=""{status}""\}} (\d+)",
+                RegexOptions.Multiline)
                 .Sum(m => double.Parse(m.Groups[1].Value));
         // An abandoned request is counted when the server notices the client left (at its next step): wait for that.
         string metricsAfter = await demo.Server.Http.GetStringAsync("/metrics");
@@ -129,7 +139,8 @@ public class ServerLoadTests(DemoServer demo, ITestOutputHelper output) : IClass
         Assert.Equal(requests.Count, Count(metricsAfter, "200") - Count(metricsBefore, "200"));
         // Batching happened: some steps decoded more than one sequence.
         double Rows(string text, string bucket) =>
-            Regex.Match(text, $@"^blip2_batch_rows_bucket\{{[^}}]*le=""{Regex.Escape(bucket)}""\}} (\d+)", RegexOptions.Multiline) is { Success: true } m
+            Regex.Match(text, $@"^blip2_batch_rows_bucket\{{[^}}]*le=""{Regex.Escape(bucket)}""\}} (\d+)",
+                RegexOptions.Multiline) is { Success: true } m
                 ? double.Parse(m.Groups[1].Value) : 0;                          // no step yet: no histogram
         double steps = Rows(metricsAfter, "+Inf") - Rows(metricsBefore, "+Inf");
         double single = Rows(metricsAfter, "1") - Rows(metricsBefore, "1");
@@ -147,7 +158,8 @@ public class ServerLoadTests(DemoServer demo, ITestOutputHelper output) : IClass
         if (!r.Stream)
         {
             string json = await response.Content.ReadAsStringAsync();
-            return (response.StatusCode, response.IsSuccessStatusCode ? (string)JsonNode.Parse(json)!["choices"]![0]!["message"]!["content"]! : json);
+            return (response.StatusCode, response.IsSuccessStatusCode
+                ? (string)JsonNode.Parse(json)!["choices"]![0]!["message"]!["content"]! : json);
         }
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
         var text = new StringBuilder();
@@ -162,7 +174,8 @@ public class ServerLoadTests(DemoServer demo, ITestOutputHelper output) : IClass
                 if (choice!["delta"]?["content"] is { } piece && (string)piece! is { Length: > 0 } s)
                 {
                     text.Append(s);
-                    if (r.Abandon) return (response.StatusCode, text.ToString());     // leave midway: the response is disposed
+                    if (r.Abandon) return (response.StatusCode,
+                        text.ToString());     // leave midway: the response is disposed
                 }
         }
         return (response.StatusCode, text.ToString());

@@ -13,7 +13,8 @@ namespace Blip2Sharp.Tests.Server;
 public class ServerRoutesTests(DemoServer demo) : IClassFixture<DemoServer>
 {
     private static readonly Scene Red = new("white", [new SceneObject(Shape.Circle, "red", true, 0, 1)]);
-    private static readonly Scene Blue = new("gray", [new SceneObject(Shape.Square, "blue", false, 2, 0), new SceneObject(Shape.Triangle, "green", true, 1, 2)]);
+    private static readonly Scene Blue = new("gray",
+        [new SceneObject(Shape.Square, "blue", false, 2, 0), new SceneObject(Shape.Triangle, "green", true, 1, 2)]);
 
     private static string File(Scene scene, string name)
     {
@@ -22,11 +23,13 @@ public class ServerRoutesTests(DemoServer demo) : IClassFixture<DemoServer>
         return path;
     }
 
-    private static string DataUrl(string path) => "data:image/png;base64," + Convert.ToBase64String(System.IO.File.ReadAllBytes(path));
+    private static string DataUrl(string path) => "data:image/png;base64,"
+        + Convert.ToBase64String(System.IO.File.ReadAllBytes(path));
 
     private async Task<JsonNode> Post(string path, JsonNode body)
     {
-        var r = await demo.Server.Http.PostAsync(path, new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
+        var r = await demo.Server.Http.PostAsync(path,
+            new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
         string text = await r.Content.ReadAsStringAsync();
         Assert.True(r.StatusCode == HttpStatusCode.OK, text);
         return JsonNode.Parse(text)!;
@@ -54,7 +57,8 @@ public class ServerRoutesTests(DemoServer demo) : IClassFixture<DemoServer>
     {
         var j = JsonNode.Parse(await demo.Server.Http.GetStringAsync("/openapi.json"))!;
         var paths = j["paths"]!.AsObject().Select(p => p.Key).ToHashSet();
-        foreach (var p in new[] { "/v1/chat/completions", "/v1/embeddings", "/v1/match", "/v1/search", "/v1/index", "/v1/models", "/health", "/v1/images/{id}" })
+        foreach (var p in new[] { "/v1/chat/completions", "/v1/embeddings", "/v1/match", "/v1/search", "/v1/index",
+            "/v1/models", "/health", "/v1/images/{id}" })
             Assert.Contains(p, paths);
         // The chat request's schema is documented, field by field.
         var schemas = j["components"]!["schemas"]!.AsObject();
@@ -70,13 +74,15 @@ public class ServerRoutesTests(DemoServer demo) : IClassFixture<DemoServer>
         var cli = CliRunner.Run("embed", "--image", image, "--text", "a red circle", "--out", out1);
         Assert.True(cli.ExitCode == 0, cli.Stderr);
         var expected = JsonNode.Parse(System.IO.File.ReadAllText(out1))!;
-        var j = await Post("/v1/embeddings", new JsonObject { ["input"] = new JsonArray("a red circle", DataUrl(image)) });
+        var j = await Post("/v1/embeddings",
+            new JsonObject { ["input"] = new JsonArray("a red circle", DataUrl(image)) });
         var text = j["data"]![0]!;
         var img = j["data"]![1]!;
         Assert.Equal("text", (string)text["modality"]!);
         var cliText = expected["text_embeds"]![0]!.AsArray().Select(x => (float)x!).ToArray();
         var cliRows = expected["image_embeds"]![0]!.AsArray();
-        Assert.Equal([cliText.Length], text["shape"]!.AsArray().Select(x => (int)x!));      // embed_dim: 256 for blip2-itm-vit-g, 64 here
+        Assert.Equal([cliText.Length], text["shape"]!.AsArray()
+            .Select(x => (int)x!));      // embed_dim: 256 for blip2-itm-vit-g, 64 here
         Assert.Equal("image", (string)img["modality"]!);
         Assert.Equal([32, cliRows[0]!.AsArray().Count], img["shape"]!.AsArray().Select(x => (int)x!));
         var t = text["embedding"]!.AsArray().Select(x => (float)x!).ToArray();
@@ -93,9 +99,11 @@ public class ServerRoutesTests(DemoServer demo) : IClassFixture<DemoServer>
     public async Task MatchEqualsBlip2Match()
     {
         string image = File(Red, "red.png");
-        string[] texts = ["a white background with a large red circle on the left", "a gray background with a small blue square on the right"];
+        string[] texts = ["a white background with a large red circle on the left",
+            "a gray background with a small blue square on the right"];
         var cli = Cli("match", "--image", image, "--text", texts[0], "--text", texts[1], "--json");
-        var j = await Post("/v1/match", new JsonObject { ["image"] = DataUrl(image), ["texts"] = new JsonArray(texts[0], texts[1]) });
+        var j = await Post("/v1/match",
+            new JsonObject { ["image"] = DataUrl(image), ["texts"] = new JsonArray(texts[0], texts[1]) });
         for (int k = 0; k < 2; k++)
         {
             Assert.Equal((double)cli["itm"]![0]![k]!, (double)j["data"]![k]!["itm"]!, 5);
@@ -127,7 +135,8 @@ public class ServerRoutesTests(DemoServer demo) : IClassFixture<DemoServer>
         var pixels = Blip2Sharp.Processing.ImageDecoder.Decode(await file.Content.ReadAsByteArrayAsync(), "served.png");
         var original = Blip2Sharp.Processing.ImageDecoder.DecodeFile(blue);
         Assert.Equal(original.Pixels, pixels.Pixels);                                       // stored losslessly
-        Assert.Equal(HttpStatusCode.NotFound, (await demo.Server.Http.GetAsync("/v1/images/../../etc/passwd")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await demo.Server.Http.GetAsync("/v1/images/../../etc/passwd"))
+            .StatusCode);
     }
 
     [Fact]
@@ -137,7 +146,8 @@ public class ServerRoutesTests(DemoServer demo) : IClassFixture<DemoServer>
         // blip2 chat, two turns, --json: the second answer is generated with the first turn in front.
         var chat = CliRunner.RunWithInput("what shape is it?\nwhat colour is it?\n", "chat", image, "--json");
         Assert.True(chat.ExitCode == 0, chat.Stderr);
-        var lines = chat.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
+        var lines = chat.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!)
+            .ToList();
         var body = new JsonObject
         {
             ["messages"] = new JsonArray(
@@ -148,7 +158,8 @@ public class ServerRoutesTests(DemoServer demo) : IClassFixture<DemoServer>
                 {
                     ["role"] = "user",
                     ["content"] = new JsonArray(
-                        new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = DataUrl(image) } },
+                        new JsonObject { ["type"] = "image_url",
+                            ["image_url"] = new JsonObject { ["url"] = DataUrl(image) } },
                         new JsonObject { ["type"] = "text", ["text"] = "what colour is it?" }),
                 }),
         };
@@ -168,7 +179,8 @@ public class ServerRoutesTests(DemoServer demo) : IClassFixture<DemoServer>
             ["messages"] = new JsonArray(new JsonObject
             {
                 ["role"] = "user",
-                ["content"] = new JsonArray(new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = DataUrl(image) } }),
+                ["content"] = new JsonArray(new JsonObject { ["type"] = "image_url",
+                    ["image_url"] = new JsonObject { ["url"] = DataUrl(image) } }),
             }),
         };
         var j = await Post("/v1/chat/completions", body);

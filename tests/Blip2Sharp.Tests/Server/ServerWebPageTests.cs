@@ -52,7 +52,8 @@ public class ServerWebPageTests(DemoServer demo) : IClassFixture<DemoServer>
         Assert.True(cli.ExitCode == 0, cli.Stderr);
         string expected = (string)JsonNode.Parse(cli.Stdout)!["results"]![0]!["text"]!;
         const string question = "what shape is in the middle?";
-        var ask = CliRunner.Run("ask", image, question, "--num-beams", "1", "--max-new-tokens", "30", "--min-new-tokens", "0", "--length-penalty", "1", "--json");
+        var ask = CliRunner.Run("ask", image, question, "--num-beams", "1", "--max-new-tokens", "30",
+            "--min-new-tokens", "0", "--length-penalty", "1", "--json");
         Assert.True(ask.ExitCode == 0, ask.Stderr);
         string answer = (string)JsonNode.Parse(ask.Stdout)!["results"]![0]!["text"]!;
 
