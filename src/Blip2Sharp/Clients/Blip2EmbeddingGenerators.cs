@@ -25,20 +25,14 @@ public sealed class Blip2TextEmbeddingGenerator(Blip2Retriever retriever, string
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             using var features = retriever.EncodeTexts(texts);
-            var result = new GeneratedEmbeddings<Embedding<float>>(texts.Count)
-            {
-                Usage = new UsageDetails { InputTokenCount = (int)features.AttentionMask.sum().item<long>() },
-            };
-            for (int i = 0; i < texts.Count; i++)
-                result.Add(new Embedding<float>(features.Embeds[i].data<float>()
-                    .ToArray()) { ModelId = Metadata.DefaultModelId, CreatedAt = DateTimeOffset.UtcNow });
+            var result = EmbeddingRows.Of(features.Embeds, Metadata.DefaultModelId);
+            result.Usage = new UsageDetails { InputTokenCount = (int)features.AttentionMask.sum().item<long>() };
             return Task.FromResult(result);
         }
     }
 
-    public object? GetService(Type serviceType, object? serviceKey = null) =>
-        serviceKey is null && serviceType == typeof(EmbeddingGeneratorMetadata) ? Metadata
-        : serviceKey is null && serviceType.IsInstanceOfType(this) ? this : null;
+    public object? GetService(Type serviceType, object? serviceKey = null)
+        => EmbeddingRows.Service(this, Metadata, serviceType, serviceKey);
 
     public void Dispose() { }
 }
@@ -66,17 +60,31 @@ public sealed class Blip2ImageEmbeddingGenerator(Blip2Retriever retriever, strin
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             using var features = retriever.EncodePixels(retriever.ImageProcessor.Preprocess(images));
-            var result = new GeneratedEmbeddings<Embedding<float>>(images.Count);
-            for (int i = 0; i < images.Count; i++)
-                result.Add(new Embedding<float>(features.Embeds[i].contiguous().data<float>()
-                    .ToArray()) { ModelId = Metadata.DefaultModelId, CreatedAt = DateTimeOffset.UtcNow });
-            return Task.FromResult(result);
+            return Task.FromResult(EmbeddingRows.Of(features.Embeds, Metadata.DefaultModelId));
         }
     }
 
-    public object? GetService(Type serviceType, object? serviceKey = null) =>
-        serviceKey is null && serviceType == typeof(EmbeddingGeneratorMetadata) ? Metadata
-        : serviceKey is null && serviceType.IsInstanceOfType(this) ? this : null;
+    public object? GetService(Type serviceType, object? serviceKey = null)
+        => EmbeddingRows.Service(this, Metadata, serviceType, serviceKey);
 
     public void Dispose() { }
+}
+
+/// <summary>What both generators share: one embedding per row of [N, …], and the services they answer.</summary>
+internal static class EmbeddingRows
+{
+    public static GeneratedEmbeddings<Embedding<float>> Of(Tensor embeds, string? modelId)
+    {
+        var result = new GeneratedEmbeddings<Embedding<float>>((int)embeds.shape[0]);
+        for (long i = 0; i < embeds.shape[0]; i++)
+            result.Add(new Embedding<float>(embeds[i].contiguous().data<float>().ToArray()) { ModelId = modelId,
+                CreatedAt = DateTimeOffset.UtcNow });
+        return result;
+    }
+
+    public static object? Service(object generator, EmbeddingGeneratorMetadata metadata, Type serviceType,
+        object? serviceKey) =>
+        serviceKey is not null ? null
+        : serviceType == typeof(EmbeddingGeneratorMetadata) ? metadata
+        : serviceType.IsInstanceOfType(generator) ? generator : null;
 }
