@@ -49,7 +49,8 @@ if (args.Length >= 4 && args[0] == "models")
 if (args.Length >= 1 && args[0] == "gemv-rows")
 {
     set_num_threads(Environment.ProcessorCount);
-    Blip2Sharp.Bench.GemvRows.Run(args.Contains("--int8"), args.Contains("--torch"));
+    if (args.Contains("--cached")) Blip2Sharp.Bench.GemvRows.Cached();
+    else Blip2Sharp.Bench.GemvRows.Run(args.Contains("--int8"), args.Contains("--torch"));
     return 0;
 }
 //   streams CONFIG_DIR [--tokens N] [--int8]: continuous batching, aggregate tokens/s with 1, 4, 8 and 16 concurrent streams.

@@ -100,6 +100,21 @@ public class Int8Tests(ITestOutputHelper output)
             var batch = FloatGemv.Linear(x[..rows], w, b);
             for (int r = 0; r < rows; r++) Assert.True(batch[r].unsqueeze(0).equal(alone[r]).all().item<bool>(), $"row {r} of {rows}");
         }
+        // The AVX2 form of the 16 lanes (two 256-bit halves) computes the same bits as the AVX-512 one.
+        bool wide = FloatGemv.Wide512;
+        try
+        {
+            FloatGemv.Wide512 = false;
+            foreach (int rows in new[] { 1, 4, 9 })
+            {
+                var batch = FloatGemv.Linear(x[..rows], w, b);
+                for (int r = 0; r < rows; r++) Assert.True(batch[r].unsqueeze(0).equal(alone[r]).all().item<bool>(), $"AVX2: row {r} of {rows}");
+            }
+        }
+        finally
+        {
+            FloatGemv.Wide512 = wide;
+        }
     }
 
     [Fact]
