@@ -67,10 +67,10 @@ public static class GemvRows
             int rows = code % 100;
             double s = best[code];
             Console.Write(code < 100 ? "512-bit " : "256-bit ");
-            Console.WriteLine($"{rows,2} rows: {s * 1000:F1} ms for {bytes / 1e9:F2} GB of weights: {bytes / s / 1e9:F1} GB/s, " +
-                $"{2 * rows * weights.Sum(w
-                    => (double)w.NumberOfElements) / s / 1e9:F1} GFLOP/s,
-                        {s / best[code < 100 ? 1 : 101]:F2} × one row");
+            double flops = 2 * rows * weights.Sum(w => (double)w.NumberOfElements);
+            double oneRow = best[code < 100 ? 1 : 101];
+            Console.WriteLine($"{rows,2} rows: {s * 1000:F1} ms for {bytes / 1e9:F2} GB of weights: " +
+                $"{bytes / s / 1e9:F1} GB/s, {flops / s / 1e9:F1} GFLOP/s, {s / oneRow:F2} × one row");
         }
     }
 }
