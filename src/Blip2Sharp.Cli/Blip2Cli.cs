@@ -11,12 +11,22 @@ public static class Blip2Cli
     public const int InputError = 1;
     public const int UsageError = 2;
 
+    /// <summary>The version of the package (Directory.Build.props), without the source revision.</summary>
+    public static string Version =>
+        (typeof(Blip2Cli).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "0.0.0")
+        .Split('+')[0];
+
     public static int Run(string[] args)
     {
         var app = new CommandApp();
+        (args, var endOfOptions) = EndOfOptions.Split(args);
         app.Configure(c =>
         {
             c.SetApplicationName("blip2");
+            c.SetApplicationVersion(Version);
+            c.SetInterceptor(endOfOptions);
+            c.SetHelpProvider(new Blip2Help(c.Settings));
             c.Settings.StrictParsing = true;
             c.PropagateExceptions();
             c.AddCommand<CaptionCommand>("caption")

@@ -28,7 +28,7 @@ public class ConsumerAppTests
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
-    private static string RepoRoot()
+    internal static string RepoRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Blip2Sharp.sln"))) dir = dir.Parent;
