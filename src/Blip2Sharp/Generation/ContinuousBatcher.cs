@@ -104,6 +104,7 @@ public sealed class ContinuousBatcher : IDisposable
     private readonly Thread _loop;
     private volatile bool _stopping;
 
+    /// <param name="model">The model every request is decoded with (the batcher owns its decoding thread, not the model).</param>
     /// <param name="maxBatchRows">Most sequences (beams and returned sequences count one each) decoded in one
     /// step.</param>
     /// <param name="maxQueue">Most requests waiting for admission; <see cref="Submit"/> refuses more.</param>

@@ -83,6 +83,7 @@ public static class DecodeThreads
         private readonly Job? _seenAtStart;
         private int _asleep;
 
+        /// <param name="index">The part of each job this worker runs.</param>
         /// <param name="seen">The job published when the worker was made (its thread may start after the next one is).</param>
         public Worker(int index, Job? seen)
         {
