@@ -71,10 +71,21 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
     [Fact]
     public async Task ABodyOverTheLimitIs413()
     {
-        var big = Chat(ImagePart("data:image/png;base64," + new string('A', 1_500_000)));
-        var (response, error) = await Post("/v1/chat/completions", big.ToJsonString());
-        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        // Headers that announce 1.5 MB and no body: the server refuses on the size alone, before reading any of it
+        // (a client still writing a body the server has refused may see the connection close under it).
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(strict.Server.BaseAddress.Host, strict.Server.BaseAddress.Port);
+        var stream = tcp.GetStream();
+        string head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {StrictServer.Key}\r\n" +
+            "Content-Type: application/json\r\nContent-Length: 1500000\r\nConnection: close\r\n\r\n";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(head));
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        string answer = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.StartsWith("HTTP/1.1 413", answer);
+        string body = answer[(answer.IndexOf("\r\n\r\n") + 4)..];                  // chunked: the JSON between its braces
+        var error = JsonNode.Parse(body[body.IndexOf('{')..(body.LastIndexOf('}') + 1)])!["error"]!;
         Assert.Contains("1 MB", (string)error["message"]!);
+        Assert.Equal("request_too_large", (string?)error["code"]);
     }
 
     [Fact]
