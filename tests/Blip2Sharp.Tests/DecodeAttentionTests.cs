@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 
 namespace Blip2Sharp.Tests;
 
+[Collection(ProcessWideSwitchesCollection.Name)]
 public class DecodeAttentionTests
 {
     /// <summary>Runs body with the managed path on or off (libtorch's ops), and turns it back on.</summary>

@@ -4,10 +4,7 @@ using Xunit;
 namespace Blip2Sharp.Tests;
 
 /// <summary>Alone: the workers are process-wide, and another test's job holding them changes which thread runs what.</summary>
-[CollectionDefinition(nameof(DecodeThreadsTests), DisableParallelization = true)]
-public class DecodeThreadsCollection;
-
-[Collection(nameof(DecodeThreadsTests))]
+[Collection(ProcessWideSwitchesCollection.Name)]
 public class DecodeThreadsTests
 {
     [Fact]

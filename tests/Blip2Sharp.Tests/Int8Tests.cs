@@ -7,6 +7,7 @@ using static TorchSharp.torch;
 
 namespace Blip2Sharp.Tests;
 
+[Collection(ProcessWideSwitchesCollection.Name)]
 public class Int8Tests(ITestOutputHelper output)
 {
     [Theory]

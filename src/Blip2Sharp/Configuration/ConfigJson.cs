@@ -39,7 +39,7 @@ public static class ConfigJson
     /// Keys every transformers PretrainedConfig accepts (generation defaults, labels, bookkeeping). They are
     /// understood by the reference's base class, so they are not reported when a model config carries them.
     /// </summary>
-    internal static readonly HashSet<string> PretrainedConfigKeys = new(StringComparer.Ordinal)
+    public static IReadOnlySet<string> PretrainedConfigKeys { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
         "return_dict", "output_hidden_states", "output_attentions", "torchscript", "torch_dtype", "use_bfloat16",
         "tf_legacy_loss", "pruned_heads", "tie_word_embeddings", "chunk_size_feed_forward", "is_encoder_decoder",
