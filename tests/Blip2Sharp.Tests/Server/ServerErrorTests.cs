@@ -68,18 +68,24 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
         if (param is not null) Assert.Equal(param, (string?)error["param"]);
     }
 
+    /// <summary>A chat completion's headers (with the key) announcing contentLength bytes, then <paramref name="rest"/>.</summary>
+    private async Task<TcpClient> RawPost(int contentLength, string rest)
+    {
+        var tcp = new TcpClient();
+        await tcp.ConnectAsync(strict.Server.BaseAddress.Host, strict.Server.BaseAddress.Port);
+        string head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {StrictServer.Key}\r\n" +
+            $"Content-Type: application/json\r\nContent-Length: {contentLength}\r\n" + rest;
+        await tcp.GetStream().WriteAsync(Encoding.ASCII.GetBytes(head));
+        return tcp;
+    }
+
     [Fact]
     public async Task ABodyOverTheLimitIs413()
     {
         // Headers that announce 1.5 MB and no body: the server refuses on the size alone, before reading any of it
         // (a client still writing a body the server has refused may see the connection close under it).
-        using var tcp = new TcpClient();
-        await tcp.ConnectAsync(strict.Server.BaseAddress.Host, strict.Server.BaseAddress.Port);
-        var stream = tcp.GetStream();
-        string head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {StrictServer.Key}\r\n" +
-            "Content-Type: application/json\r\nContent-Length: 1500000\r\nConnection: close\r\n\r\n";
-        await stream.WriteAsync(Encoding.ASCII.GetBytes(head));
-        using var reader = new StreamReader(stream, Encoding.UTF8);
+        using var tcp = await RawPost(1_500_000, "Connection: close\r\n\r\n");
+        using var reader = new StreamReader(tcp.GetStream(), Encoding.UTF8);
         string answer = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
         Assert.StartsWith("HTTP/1.1 413", answer);
         string body = answer[(answer.IndexOf("\r\n\r\n") + 4)..];                  // chunked: the JSON between its braces
@@ -224,12 +230,8 @@ public class ServerErrorTests(StrictServer strict) : IClassFixture<StrictServer>
     public async Task AStalledUploadIsCutOff()
     {
         // Headers promise 100 kB, then nothing comes: Kestrel's minimum data rate (240 B/s after a 5 s grace) ends it.
-        using var tcp = new TcpClient();
-        await tcp.ConnectAsync(strict.Server.BaseAddress.Host, strict.Server.BaseAddress.Port);
+        using var tcp = await RawPost(100_000, "\r\n{\"model\":");
         var stream = tcp.GetStream();
-        string head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {StrictServer.Key}\r\n" +
-            "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"model\":";
-        await stream.WriteAsync(Encoding.ASCII.GetBytes(head));
         var buffer = new byte[4096];
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var started = System.Diagnostics.Stopwatch.StartNew();
