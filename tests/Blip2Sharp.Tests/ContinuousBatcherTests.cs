@@ -150,3 +150,39 @@ public class ContinuousBatcherTests : IClassFixture<ContinuousBatcherTests.DemoM
         cts.Cancel();
     }
 }
+
+/// <summary>Flan-T5 through the batcher: its requests step one by one (no stacked T5 step), with the same tokens.</summary>
+public class ContinuousBatcherT5Tests
+{
+    [Fact]
+    public async Task T5RequestsGetTheirOneAtATimeTokens()
+    {
+        using var p = Blip2Pipeline.FromPretrained(Fixtures.Dir("tiny-t5"));
+        string image = Path.Combine(Fixtures.Dir("tiny-t5"), (string)Fixtures.Manifest("tiny-t5")["images"]![0]!);
+        (string Prompt, GenerationOptions Options)[] cases =
+        [
+            ("", new GenerationOptions { MaxNewTokens = 6, EosTokenId = [] }),
+            ("Question: what is it? Short answer:", new GenerationOptions { NumBeams = 3, MaxNewTokens = 5 }),
+            ("a photo of", new GenerationOptions { DoSample = true, Seed = 3, MaxNewTokens = 6, NumReturnSequences = 2 }),
+        ];
+        using var scope = NewDisposeScope();
+        var pixels = p.Processor.ImageProcessor.PreprocessFiles([image]);
+        var expected = cases.Select(c =>
+        {
+            var (ids, mask) = p.Processor.EncodePrompts([c.Prompt], padLeft: false);
+            return p.Generator.Generate(pixels, ids, mask, c.Options)[0];
+        }).ToList();
+        using var batcher = new ContinuousBatcher(p.Model);
+        var jobs = cases.Select(c =>
+        {
+            var (ids, mask) = p.Processor.EncodePrompts([c.Prompt], padLeft: false);
+            return batcher.Submit(pixels, ids, mask, c.Options);
+        }).ToList();
+        var results = await Task.WhenAll(jobs.Select(j => j.Completion));
+        for (int i = 0; i < cases.Length; i++)
+        {
+            Assert.Equal(expected[i].Count, results[i].Count);
+            for (int k = 0; k < expected[i].Count; k++) Assert.Equal(expected[i][k].Tokens, results[i][k].Tokens);
+        }
+    }
+}
