@@ -1,3 +1,4 @@
+using Blip2Sharp.Plots;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Blip2Sharp.Configuration;
@@ -137,14 +138,14 @@ public static class DemoPipeline
         if (!Have("init-retrieval/model.safetensors")) AssembleRetrieval(P("init-retrieval"), P("vit"), P("qformer-tokenizer"), wordPiece.Count, o);
         log?.Invoke("stage 1: ITC + ITM + ITG");
         var train = ImageTextData.Load(P("data/train.jsonl"));
-        string s1 = new Trainer(TrainStage.Stage1, P("init-retrieval"), train, P("stage1"), o.Stage1 with { Seed = o.Seed }) { Log = log }.Run(resume: true, StageProgress("stage 1", log));
+        string s1 = new Trainer(TrainStage.Stage1, P("init-retrieval"), train, P("stage1"), o.Stage1 with { Seed = o.Seed }) { Log = log, DrawMetrics = MetricsChart.FromCsv }.Run(resume: true, StageProgress("stage 1", log));
         clock.End();
 
         clock.Begin("stage 2 (captions, frozen OPT)");
         if (!Have("init-generation/model.safetensors")) AssembleGeneration(P("init-generation"), P("vit"), P("opt"), optConfig, o);
         log?.Invoke("stage 2: captions only, frozen language model");
         var described = FirstCaptions(train);
-        string s2 = new Trainer(TrainStage.Stage2, P("init-generation"), train, P("stage2"), o.Stage2 with { Seed = o.Seed }) { QFormerFrom = s1, PromptText = described, Log = log }.Run(resume: true, StageProgress("stage 2", log));
+        string s2 = new Trainer(TrainStage.Stage2, P("init-generation"), train, P("stage2"), o.Stage2 with { Seed = o.Seed }) { QFormerFrom = s1, PromptText = described, Log = log, DrawMetrics = MetricsChart.FromCsv }.Run(resume: true, StageProgress("stage 2", log));
         clock.End();
         string model = P("model");
         Export(s2, Path.Combine(model, "generation"));
@@ -165,7 +166,7 @@ public static class DemoPipeline
             // Timed apart: the ablation is not part of building the demo model.
             var ablationWatch = System.Diagnostics.Stopwatch.StartNew();
             log?.Invoke("ablation: stage 2 from a random Q-Former, without stage 1");
-            string a2 = new Trainer(TrainStage.Stage2, P("init-generation"), train, P("stage2-no-stage1"), o.Stage2 with { Seed = o.Seed }) { PromptText = described, Log = log }.Run(resume: true, StageProgress("ablation stage 2", log));
+            string a2 = new Trainer(TrainStage.Stage2, P("init-generation"), train, P("stage2-no-stage1"), o.Stage2 with { Seed = o.Seed }) { PromptText = described, Log = log, DrawMetrics = MetricsChart.FromCsv }.Run(resume: true, StageProgress("ablation stage 2", log));
             Export(a2, P("model-no-stage1/generation"));
             ablation = DemoEvaluation.Evaluate(P("model-no-stage1/generation"), null, P("test-data"), log: log);
             log?.Invoke($"ablation took {ablationWatch.Elapsed:mm\\:ss}");

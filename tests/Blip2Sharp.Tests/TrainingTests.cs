@@ -187,6 +187,9 @@ public class TrainingTests
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Contains("loss_align=", r.Stderr);
         Assert.StartsWith("step,loss,loss_align,lr", File.ReadLines(Path.Combine(outDir, "metrics.csv")).First());
+        // The command draws the chart (the library draws none): a PNG of the run's curves.
+        var png = File.ReadAllBytes(Path.Combine(outDir, "metrics.png"));
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
         Assert.Equal("itc", Cli.Commands.TrainCommand.ShortName("loss_itc"));
         Assert.Equal("loss", Cli.Commands.TrainCommand.ShortName("loss"));   // stage 2's one loss (once cut to a negative length)
     }
@@ -201,7 +204,7 @@ public class TrainingTests
         string s1 = Path.Combine(Fixtures.TempDir(), "s1");
         var cfg = new TrainConfig { MaxSteps = 40, BatchSize = 8, Lr = 2e-3, WarmupSteps = 0, LogEvery = 5, SaveEvery = 20, Seed = 5 };
         var log1 = new List<string>();
-        string ck1 = new Trainer(TrainStage.Stage1, Fixtures.Dir("tiny-itm"), ImageTextData.Load(data), s1, cfg with { EvalEvery = 40, DropLastVisionLayers = 1 }) { ValData = ImageTextData.Load(data), Log = log1.Add }.Run(resume: false);
+        string ck1 = new Trainer(TrainStage.Stage1, Fixtures.Dir("tiny-itm"), ImageTextData.Load(data), s1, cfg with { EvalEvery = 40, DropLastVisionLayers = 1 }) { ValData = ImageTextData.Load(data), Log = log1.Add, DrawMetrics = Blip2Sharp.Plots.MetricsChart.FromCsv }.Run(resume: false);
         Assert.Contains(log1, l => l.StartsWith("step 40: held-out retrieval R@1"));
         var m1 = Metrics(s1);
         for (int col = 1; col <= 3; col++) Assert.True(m1[^1][col] < m1[0][col], $"stage-1 loss column {col}: {m1[0][col]} → {m1[^1][col]}");

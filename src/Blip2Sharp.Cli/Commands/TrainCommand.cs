@@ -79,6 +79,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
             ValData = s.ValData is null ? null : ImageTextData.Load(s.ValData),
             QFormerFrom = s.QFormer,
             BertFrom = s.Bert,
+            DrawMetrics = Blip2Sharp.Plots.MetricsChart.FromCsv,
             Log = m => Console.Error.WriteLine(m),
         };
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

@@ -38,6 +38,12 @@ public sealed class Trainer
     public string? BertFrom { get; init; }
     /// <summary>Stage 2 with prompt_alignment: the text each caption's soft prompt is aligned with (default: the caption).</summary>
     public Func<string, string>? PromptText { get; init; }
+    /// <summary>
+    /// Called once training ends with metrics.csv and the path of a chart to draw from it (metrics.png); the library
+    /// draws no charts: the `blip2 train` command and the demo pass Blip2Sharp.Plots' MetricsChart.FromCsv.
+    /// </summary>
+    public Action<string, string>? DrawMetrics { get; init; }
+
     public Action<string>? Log { get; init; }
 
     public Trainer(TrainStage stage, string initDir, ImageTextData data, string outDir, TrainConfig config)
@@ -149,7 +155,7 @@ public sealed class Trainer
                 last = SaveCheckpoint(session, optimizer, step);
         }
         if (skipped > 0) Log?.Invoke($"{skipped} unreadable images were skipped.");
-        metrics.Plot(Path.Combine(OutDir, "metrics.png"));
+        DrawMetrics?.Invoke(Path.Combine(OutDir, "metrics.csv"), Path.Combine(OutDir, "metrics.png"));
         return last;
     }
 
@@ -393,7 +399,7 @@ public sealed class Trainer
     }
 }
 
-/// <summary>metrics.csv: step, one column per loss, lr, pairs per second; plotted to a PNG at the end.</summary>
+/// <summary>metrics.csv: step, one column per loss, lr, pairs per second.</summary>
 internal sealed class MetricsCsv(string path, IReadOnlyList<string> losses)
 {
     private string Header => string.Join(",", new[] { "step" }.Concat(losses).Concat(["lr", "pairs_per_second"]));
@@ -413,12 +419,5 @@ internal sealed class MetricsCsv(string path, IReadOnlyList<string> losses)
             .Concat(losses.Select(l => values[l].ToString("R", CultureInfo.InvariantCulture)))
             .Concat([lr.ToString("R", CultureInfo.InvariantCulture), pps.ToString("F2", CultureInfo.InvariantCulture)]);
         File.AppendAllText(path, string.Join(",", cells) + "\n");
-    }
-
-    public void Plot(string png)
-    {
-        var rows = File.ReadAllLines(path).Skip(1).Select(l => l.Split(',').Select(x => double.Parse(x, CultureInfo.InvariantCulture)).ToArray()).ToList();
-        if (rows.Count == 0) return;
-        MetricsPlot.Draw(png, rows.Select(r => r[0]).ToArray(), losses.Select((name, i) => (name, rows.Select(r => r[i + 1]).ToArray())).ToList());
     }
 }

@@ -1,6 +1,6 @@
 using SkiaSharp;
 
-namespace Blip2Sharp.Training;
+namespace Blip2Sharp.Plots;
 
 /// <summary>A plain line chart of training curves (one line per loss over steps), drawn with SkiaSharp.</summary>
 public static class MetricsPlot
