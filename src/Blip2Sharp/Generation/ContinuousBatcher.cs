@@ -121,10 +121,9 @@ public sealed class ContinuousBatcher : IDisposable
 
     /// <summary>
     /// True runs the vision tower and Q-Former of the requests admitted together as one batch; false (the default) runs
-    /// them image by image. libtorch's matrix products round differently for different row counts (on the demo model
-    /// a batched prefix differs from the lone one by ~1e-7, and a beam score in the 7th digit), so only image by image
-    /// is every request's output bit for bit its one-at-a-time output; on a CPU the vision tower is compute-bound
-    /// either way, so batching it saves little.
+    /// them image by image. libtorch's matrix products round differently for different row counts, so only image by
+    /// image is every request's output bit for bit its one-at-a-time output (a batched prefix can move a beam score in
+    /// its last digits); on a CPU the vision tower is compute-bound either way, so batching it saves little.
     /// </summary>
     public bool BatchImagePrefix { get; init; }
 

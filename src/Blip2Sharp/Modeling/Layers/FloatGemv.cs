@@ -73,9 +73,9 @@ public static unsafe class FloatGemv
     }
 
     /// <summary>
-    /// 512-bit FMAs where the CPU has AVX-512 (this machine's Zen cores run them at full width: 1.6 × the rate of
-    /// 256-bit ones on a product that stays in the caches); otherwise the same lanes as two 256-bit halves, which
-    /// computes the same bits. Tests and `bench gemv-rows` switch it off to compare both.
+    /// 512-bit FMAs where the CPU has AVX-512 (CPUs that run them at full width compute the several-row products
+    /// faster: `bench gemv-rows --cached`); otherwise the same lanes as two 256-bit halves, which computes the same bits.
+    /// Tests and `bench gemv-rows` switch it off to compare both.
     /// </summary>
     public static bool Wide512
     {
