@@ -25,9 +25,7 @@ public static class ChatCompletions
         var conversation = Conversation.Parse(request.Messages);
         var options = Settings(request, models.Options);
         var stops = Stops(request.Stop);
-        string prompt = conversation.IsCaption ? "" : PromptFor(pipeline, conversation, options);
-        if (pipeline.ContextProblem(prompt, options) is { } problem)
-            throw ApiException.BadRequest(problem, "messages", "context_length_exceeded");
+        string prompt = PromptFor(pipeline, conversation, options);
         var image = await images.DecodeAsync(conversation.ImageUrl, conversation.ImageParam, aborted);
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(aborted);
@@ -105,7 +103,7 @@ public static class ChatCompletions
     {
         try
         {
-            return ChatPrompt.Fitting(pipeline, c.Turns, 0, c.Question, options).Prompt;
+            return ChatPrompt.For(pipeline, c.Turns, c.Question, options);
         }
         catch (ArgumentException e)
         {

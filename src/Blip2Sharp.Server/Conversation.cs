@@ -10,8 +10,6 @@ namespace Blip2Sharp.Server;
 public sealed record Conversation(List<(string Question, string Answer)> Turns, string Question, string ImageUrl,
     string ImageParam)
 {
-    public bool IsCaption => Turns.Count == 0 && Question.Length == 0;
-
     public static Conversation Parse(List<ChatMessage>? messages)
     {
         if (messages is null || messages.Count == 0)

@@ -107,8 +107,7 @@ public sealed class Blip2ChatClient : IChatClient
         if (image is null) throw new InvalidSettingException("messages",
             "BLIP-2 answers about an image: add a DataContent with an image media type.");
         var generation = Settings(options).ToOptions();
-        string prompt = turns.Count == 0 && question.Length == 0 ? ""
-            : ChatPrompt.Fitting(_pipeline, turns, 0, question, generation).Prompt;
+        string prompt = ChatPrompt.For(_pipeline, turns, question, generation);
         var rgb = ImageDecoder.Decode(image.Data.ToArray(), image.Name ?? "image",
             _pipeline.Processor.ImageProcessor.DecodeOptions);
         return ChatGeneration.Start(_pipeline, _batcher, rgb, prompt, generation, options?.StopSequences?.ToList(), ct);

@@ -196,10 +196,9 @@ public sealed class ContinuousBatcher : IDisposable
         {
             var started = Stopwatch.GetTimestamp();
             var admitted = Admit();
-            int rows = _active.Sum(j => j.Search!.Rows);
             if (admitted.Count > 0) Prefill(admitted);
             int retired = Retire();
-            rows = _active.Sum(j => j.Search!.Rows);
+            int rows = _active.Sum(j => j.Search!.Rows);
             if (_active.Count > 0) DecodeStep();
             ActiveRows = rows;
             retired += Retire();

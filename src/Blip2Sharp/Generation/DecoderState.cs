@@ -73,8 +73,7 @@ public sealed class OptDecoderState(OptForCausalLM lm, Tensor inputsEmbeds, Tens
         {
             if (s._embeds is not null) throw new InvalidOperationException("a state joins a stacked step after its prefill.");
             s.ExtendMask();
-            long past = s._mask.shape[1] - 1;
-            positions.Add((s._mask.cumsum(1) * s._mask - 1)[.., (int)past..]);                                  // [N, 1]
+            positions.Add(OptDecoder.Positions(s._mask, s._mask.shape[1] - 1));                                  // [N, 1]
             segments.Add(new DecodeSegment((int)s.Rows, s._cache, AttentionMasks.CausalWithPadding(s._mask, 1, dtype)));
         }
         var logits = lm.Step(tokens, cat(positions, 0), segments);

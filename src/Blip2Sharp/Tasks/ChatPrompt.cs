@@ -22,6 +22,19 @@ public static class ChatPrompt
     }
 
     /// <summary>
+    /// The prompt of a chat request: "" (a caption, as `blip2 caption`) when there is neither a question nor an earlier
+    /// turn, else <see cref="Fitting"/>'s from the first turn. A prompt that does not fit the context is refused
+    /// (ArgumentException).
+    /// </summary>
+    public static string For(Blip2Pipeline pipeline, IReadOnlyList<(string Question, string Answer)> turns, string question,
+        GenerationOptions options)
+    {
+        if (turns.Count > 0 || question.Length > 0) return Fitting(pipeline, turns, 0, question, options).Prompt;
+        if (pipeline.ContextProblem("", options) is { } problem) throw new ArgumentException(problem);
+        return "";
+    }
+
+    /// <summary>
     /// The prompt for the question, leaving out the oldest turns (from <paramref name="firstTurn"/> on) while it does
     /// not fit the language model's context, and the number of turns then left out; a question that does not fit even
     /// alone is refused (ArgumentException).

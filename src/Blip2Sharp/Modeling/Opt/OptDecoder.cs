@@ -39,6 +39,17 @@ public sealed class OptDecoder : nn.Module
     public Embedding EmbedTokens => _embedTokens;
     public int NumLayers => _layers.Count;
 
+    /// <summary>
+    /// The positions of the tokens after the first <paramref name="past"/> ([B, S - past]): OPT's positions come from
+    /// the mask, so left padding does not shift them: cumsum(mask)·mask − 1.
+    /// </summary>
+    public static Tensor Positions(Tensor attentionMask, long past)
+    {
+        using var scope = NewDisposeScope();
+        var mask = attentionMask.to(ScalarType.Int64);
+        return (mask.cumsum(1) * mask - 1)[.., (int)past..].MoveToOuterDisposeScope();
+    }
+
     public (Tensor Hidden, List<Tensor>? States) Forward(Tensor inputsEmbeds, Tensor attentionMask, KvCache? cache, bool outputHiddenStates)
     {
         using var scope = NewDisposeScope();
@@ -46,9 +57,7 @@ public sealed class OptDecoder : nn.Module
         long past = cache?.Length ?? 0;
         if (attentionMask.shape[1] != past + t)
             throw new ArgumentException($"attention_mask covers {attentionMask.shape[1]} positions, expected {past + t}.");
-        // OPT's positions come from the mask, so left padding does not shift them: cumsum(mask)·mask − 1.
-        var mask = attentionMask.to(ScalarType.Int64);
-        var positions = (mask.cumsum(1) * mask - 1)[.., (int)past..];           // [B, T]
+        var positions = Positions(attentionMask, past);                          // [B, T]
         var h = inputsEmbeds;
         if (_projectIn is not null) h = _projectIn.forward(h);
         h = Scalars.Add(h, _embedPositions.forward(positions));
