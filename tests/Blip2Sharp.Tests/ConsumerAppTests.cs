@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Xunit;
 
@@ -11,22 +10,8 @@ namespace Blip2Sharp.Tests;
 /// </summary>
 public class ConsumerAppTests
 {
-    private static (int Code, string Out, string Err) Dotnet(string workDir, params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        psi.Environment["DOTNET_NOLOGO"] = "1";
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"dotnet {string.Join(' ', args)} did not finish in 5 minutes");
-        }
-        return (p.ExitCode, stdout.Result, stderr.Result);
-    }
+    private static CliRunner.Result Dotnet(string workDir, params string[] args) =>
+        CliRunner.Program("dotnet", workDir, TimeSpan.FromMinutes(5), CliRunner.Quiet, args);
 
     internal static string RepoRoot()
     {
@@ -48,7 +33,7 @@ public class ConsumerAppTests
         {
             var pack = Dotnet(repo, "pack", "src/Blip2Sharp/Blip2Sharp.csproj", "--no-build", "-c", configuration, "-o", feed,
                 $"-p:PackageVersion={version}");
-            Assert.True(pack.Code == 0, pack.Out + pack.Err);
+            Assert.True(pack.ExitCode == 0, pack.Stdout + pack.Stderr);
             File.WriteAllText(Path.Combine(app, "Consumer.csproj"), $"""
                 <Project Sdk="Microsoft.NET.Sdk">
                   <PropertyGroup>
@@ -79,7 +64,7 @@ public class ConsumerAppTests
                 Console.WriteLine(caption);
                 """);
             var build = Dotnet(app, "build", "-c", "Release");
-            Assert.True(build.Code == 0, build.Out + build.Err);
+            Assert.True(build.ExitCode == 0, build.Stdout + build.Stderr);
             string bin = Path.Combine(app, "bin", "Release", "net10.0");
             // Only this machine's native assets, not every platform's (~1.9 GB before).
             var platforms = Directory.GetDirectories(Path.Combine(bin, "runtimes")).Select(Path.GetFileName).ToList();
@@ -89,10 +74,10 @@ public class ConsumerAppTests
             string model = Path.Combine(repo, "models", "blip2-demo", "generation");
             string image = Path.Combine(Fixtures.Dir("tiny-opt"), (string)Fixtures.Manifest("tiny-opt")["images"]![0]!);
             var run = Dotnet(app, Path.Combine(bin, "Consumer.dll"), model, image);
-            Assert.True(run.Code == 0, run.Out + run.Err);
+            Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr);
             var cli = CliRunner.Run("caption", image, "--model", model, "--num-beams", "5", "--max-new-tokens", "30", "--json");
             Assert.True(cli.ExitCode == 0, cli.Stderr);
-            Assert.Equal((string)JsonNode.Parse(cli.Stdout)!["results"]![0]!["text"]!, run.Out.Trim());
+            Assert.Equal((string)JsonNode.Parse(cli.Stdout)!["results"]![0]!["text"]!, run.Stdout.Trim());
         }
         finally
         {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.IO.Compression;
 using System.Text.Json.Nodes;
 using System.Xml.Linq;
@@ -13,23 +12,8 @@ namespace Blip2Sharp.Tests;
 /// </summary>
 public class PackageTests
 {
-    private static (int Code, string Out, string Err) Run(string program, string workDir, params string[] args)
-    {
-        var psi = new ProcessStartInfo(program) { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        psi.Environment["DOTNET_NOLOGO"] = "1";
-        psi.Environment["NO_COLOR"] = "1";
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} {string.Join(' ', args)} did not finish in 5 minutes");
-        }
-        return (p.ExitCode, stdout.Result, stderr.Result);
-    }
+    private static CliRunner.Result Run(string program, string workDir, params string[] args) =>
+        CliRunner.Program(program, workDir, TimeSpan.FromMinutes(5), CliRunner.Quiet, args);
 
     private static string Configuration => AppContext.BaseDirectory.Contains("/Release/") ? "Release" : "Debug";
 
@@ -42,7 +26,7 @@ public class PackageTests
         string repo = ConsumerAppTests.RepoRoot();
         string feed = Fixtures.TempDir();
         var pack = Run("dotnet", repo, "pack", "src/Blip2Sharp/Blip2Sharp.csproj", "--no-build", "-c", Configuration, "-o", feed);
-        Assert.True(pack.Code == 0, pack.Out + pack.Err);
+        Assert.True(pack.ExitCode == 0, pack.Stdout + pack.Stderr);
         string version = XDocument.Load(Path.Combine(repo, "Directory.Build.props")).Descendants("Version").Single().Value;
         using var zip = ZipFile.OpenRead(Path.Combine(feed, $"Blip2Sharp.{version}.nupkg"));
         var nuspec = XDocument.Load(zip.Entries.Single(e => e.FullName.EndsWith(".nuspec")).Open());
@@ -74,16 +58,16 @@ public class PackageTests
             if (Directory.Exists(cache)) Directory.Delete(cache, recursive: true);
             var pack = Run("dotnet", repo, "pack", "src/Blip2Sharp.Cli/Blip2Sharp.Cli.csproj", "--no-build", "-c", Configuration,
                 "-o", feed);
-            Assert.True(pack.Code == 0, pack.Out + pack.Err);
+            Assert.True(pack.ExitCode == 0, pack.Stdout + pack.Stderr);
             var install = Run("dotnet", work, "tool", "install", "Blip2Sharp.Cli", "--tool-path", tools, "--add-source", feed,
                 "--version", version);
-            Assert.True(install.Code == 0, install.Out + install.Err);
+            Assert.True(install.ExitCode == 0, install.Stdout + install.Stderr);
             string blip2 = Path.Combine(tools, "blip2");
             var v = Run(blip2, work, "--version");
-            Assert.True(v.Code == 0, v.Err);
-            Assert.Equal(version, v.Out.Trim());
+            Assert.True(v.ExitCode == 0, v.Stderr);
+            Assert.Equal(version, v.Stdout.Trim());
             var demo = Run(blip2, work, "demo", "--scenes", "2", "--seed", "3", "--out", "out");
-            Assert.True(demo.Code == 0, demo.Out + demo.Err);
+            Assert.True(demo.ExitCode == 0, demo.Stdout + demo.Stderr);
             var results = JsonNode.Parse(File.ReadAllText(Path.Combine(work, "out", "results.json")))!;
             Assert.NotNull(results);
             Assert.True(File.Exists(Path.Combine(work, "out", "grid.png")));

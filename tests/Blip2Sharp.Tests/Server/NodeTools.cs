@@ -51,25 +51,7 @@ public static class NodeTools
     }
 
     private static CliRunner.Result Run(string program, string folder, TimeSpan timeout, string? input,
-        params string[] args)
-    {
-        var psi = new ProcessStartInfo(program)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = folder,
-        };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["DEBIAN_FRONTEND"] = "noninteractive";
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeout))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} {string.Join(' ', args)} did not finish in {timeout}");
-        }
-        return new CliRunner.Result(p.ExitCode, stdout.Result, stderr.Result);
-    }
+        params string[] args) =>
+        CliRunner.Program(program, folder, timeout, new Dictionary<string, string> { ["DEBIAN_FRONTEND"] = "noninteractive" },
+            args, input);
 }
